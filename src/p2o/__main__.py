@@ -1,0 +1,3 @@
+from p2o.cli import main
+
+main()
