@@ -48,7 +48,9 @@ class DatasetConfig:
 
 @dataclass
 class DataConfig:
-    datasets: dict[str, DatasetConfig]  # name -> dataset; training visits them in this order
+    datasets: dict[str, DatasetConfig]  # name -> where its raw rows come from and their schema
+    # datasets used, in training order within every epoch (paper: hh, shp, uf); default: all, as listed
+    order: list[str] | None = None
     n_train: int = 400  # training pairs per dataset (paper: 400)
     n_eval: int = 100  # held-out pairs per dataset (paper: 100)
     split_salt: str = "p2o-v1"  # salt of the prompt hash that decides train/eval membership
@@ -58,6 +60,17 @@ class DataConfig:
             raise ConfigError(f"config key '{key}.datasets': at least one dataset is needed")
         for name, ds in self.datasets.items():
             ds.validate(f"{key}.datasets.{name}")
+        for name in self.order or []:
+            if name not in self.datasets:
+                raise ConfigError(f"config key '{key}.order': {name!r} is not in {key}.datasets "
+                                  f"({sorted(self.datasets)})")
+        if self.order is not None and (not self.order or len(set(self.order)) != len(self.order)):
+            raise ConfigError(f"config key '{key}.order' must list datasets once each, got {self.order}")
+
+    @property
+    def names(self) -> list[str]:
+        """Dataset names in training order."""
+        return list(self.order) if self.order is not None else list(self.datasets)
         _positive(self.n_train, f"{key}.n_train")
         _positive(self.n_eval, f"{key}.n_eval")
 

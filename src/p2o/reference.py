@@ -1,0 +1,70 @@
+"""Reference log-probs: computed once per split with the frozen SFT model, read by every method.
+
+For each pair the file holds the summed log-probs and token counts of the chosen and rejected
+responses and of KTO's mismatched completion (``TokenizedSplit.kl_response``), in split order,
+together with the pair ids and the tokenisation settings, which are checked when it is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from p2o.config import TokenizeConfig
+from p2o.io import atomic_path
+from p2o.logps import pair_logps, sequence_logps
+from p2o.losses import PairLogps
+from p2o.tokenize import TokenizedSplit, batch_indices, collate_pairs
+
+
+@dataclass
+class ReferenceLogps:
+    """Reference log-probs of one split; ``pairs(index)`` gives the PairLogps of a batch."""
+
+    ids: list[str]
+    chosen: Tensor
+    rejected: Tensor
+    chosen_tokens: Tensor
+    rejected_tokens: Tensor
+    kl: Tensor
+    tokenize: dict
+
+    def pairs(self, index: Tensor) -> PairLogps:
+        return PairLogps.from_sums(self.chosen[index], self.rejected[index],
+                                   self.chosen_tokens[index], self.rejected_tokens[index])
+
+    def save(self, path: str | Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(asdict(self), tmp)
+
+    @classmethod
+    def load(cls, path: str | Path, split: TokenizedSplit | None = None,
+             tokenize: TokenizeConfig | None = None) -> ReferenceLogps:
+        ref = cls(**torch.load(path, weights_only=True))
+        if split is not None and ref.ids != split.ids:
+            raise ValueError(f"{path}: reference log-probs were computed for other pairs than split "
+                             f"{split.dataset!r} holds now; rerun `p2o reference`")
+        if tokenize is not None and ref.tokenize != asdict(tokenize):
+            raise ValueError(f"{path}: computed with tokenize={ref.tokenize}, config has {asdict(tokenize)}")
+        return ref
+
+
+@torch.inference_mode()
+def compute_reference_logps(model, split: TokenizedSplit, tokenize: TokenizeConfig, pad_id: int,
+                            batch_size: int = 16, device: str = "cpu") -> ReferenceLogps:
+    model.eval()
+    out: dict[str, list[Tensor]] = {k: [] for k in ("chosen", "rejected", "chosen_tokens", "rejected_tokens", "kl")}
+    for index in tqdm(batch_indices(split, batch_size, group_by_length=False),
+                      desc=f"reference {split.dataset}", unit="batch", leave=False):
+        batch = collate_pairs(split, index, pad_id, with_kl=True).to(device)
+        lp = pair_logps(model, batch)
+        kl_sums, _ = sequence_logps(model, batch.kl)
+        for k, v in (("chosen", lp.chosen), ("rejected", lp.rejected), ("chosen_tokens", lp.chosen_tokens),
+                     ("rejected_tokens", lp.rejected_tokens), ("kl", kl_sums)):
+            out[k].append(v.float().cpu())
+    return ReferenceLogps(ids=list(split.ids), tokenize=asdict(tokenize),
+                          **{k: torch.cat(v) for k, v in out.items()})

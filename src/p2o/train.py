@@ -1,0 +1,185 @@
+"""SFT (which makes the reference model) and preference training, in loops you can read at once.
+
+Both loops visit the datasets in config order within every epoch (HH → SHP → UF in the paper)
+and never mix datasets in a batch. AdamW with linear warm-up then cosine decay to 10 % of the
+peak, gradient clipping, seeded batch order. The trust-region methods (P²O, PKTO) take K
+optimizer steps on each batch against a snapshot of the policy taken at the batch's first inner
+step; the snapshot's log-probs are that step's own forward, detached, so it costs no extra
+forward. Every optimizer step shows on a tqdm bar and, every ``log_every`` steps, as one JSONL
+record: loss, metrics, grad norm, learning rate, tokens/s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from p2o.config import OptimConfig
+from p2o.io import JsonlLog
+from p2o.logps import pair_logps, sequence_logps
+from p2o.losses import MethodSpec
+from p2o.reference import ReferenceLogps
+from p2o.tokenize import TokenizedSplit, batch_indices, collate_pairs, pad_sequences
+
+
+def get_lr(step: int, total_steps: int, warmup_steps: int, peak_lr: float, min_ratio: float = 0.1) -> float:
+    """Linear warm-up to ``peak_lr``, then cosine decay to ``min_ratio · peak_lr``."""
+    if step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return peak_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def epoch_batches(splits: Sequence[TokenizedSplit], batch_size: int, epochs: int,
+                  seed: int) -> Iterator[tuple[int, TokenizedSplit, list[int]]]:
+    """(epoch, split, row indices) in training order: datasets in sequence, batches shuffled."""
+    for epoch in range(epochs):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        for split in splits:
+            for index in batch_indices(split, batch_size, generator):
+                yield epoch, split, index
+
+
+def n_batches(splits: Sequence[TokenizedSplit], batch_size: int) -> int:
+    return sum(math.ceil(len(s) / batch_size) for s in splits)
+
+
+def autocast(cfg: OptimConfig, device: str):
+    if cfg.autocast == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Optimizer:
+    """AdamW + schedule + clipping: ``step(loss)`` does backward, clip, step, zero_grad."""
+
+    def __init__(self, model, cfg: OptimConfig, total_steps: int):
+        decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+        self.model, self.cfg, self.total_steps = model, cfg, total_steps
+        self.warmup_steps = int(cfg.warmup_ratio * total_steps)
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.steps = 0
+
+    def step(self, loss: torch.Tensor) -> tuple[float, float]:
+        lr = get_lr(self.steps, self.total_steps, self.warmup_steps, self.cfg.lr)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.steps += 1
+        return float(grad_norm), lr
+
+
+class StepLog:
+    """tqdm bar plus a JSONL record every ``every`` steps, with tokens/s over the interval."""
+
+    def __init__(self, log: JsonlLog | None, total: int, desc: str, every: int):
+        self.log, self.every = log, max(1, every)
+        self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+        self.t0 = self.start = time.perf_counter()
+        self.tokens = 0
+
+    def step(self, step: int, tokens: int, record: dict) -> None:
+        self.tokens += tokens
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+        if self.log is not None and step % self.every == 0:
+            now = time.perf_counter()
+            record.update(tokens_per_s=self.tokens / max(now - self.t0, 1e-9), elapsed_s=now - self.start)
+            self.log.write({"kind": "train", "step": step, **record})
+            self.t0, self.tokens = now, 0
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def sft(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, pad_id: int,
+        log: JsonlLog | None = None, device: str = "cpu") -> dict:
+    """Supervised fine-tuning on the chosen responses: L = −(Σ log π(y⁺ | x)) / (Σ |y⁺|) per batch.
+
+    As in Rafailov et al. 2023 (§6), the SFT model is the reference π_ref of every method.
+    """
+    torch.manual_seed(seed)
+    model.train(cfg.dropout)
+    total = cfg.epochs * n_batches(splits, cfg.batch_size)
+    opt, steps = Optimizer(model, cfg, total), StepLog(log, total, "sft", cfg.log_every)
+    record = {}
+    for epoch, split, index in epoch_batches(splits, cfg.batch_size, cfg.epochs, seed):
+        batch = pad_sequences([split.prompt[i] for i in index], [split.chosen[i] for i in index], pad_id).to(device)
+        with autocast(cfg, device):
+            sums, counts = sequence_logps(model, batch)
+        loss = -sums.sum() / counts.sum()
+        grad_norm, lr = opt.step(loss)
+        record = {"epoch": epoch, "dataset": split.dataset, "loss": loss.item(), "grad_norm": grad_norm, "lr": lr}
+        steps.step(opt.steps, batch.n_tokens, dict(record))
+    steps.close()
+    return {"steps": opt.steps, **record}
+
+
+def train_preference(
+    model,
+    splits: Sequence[TokenizedSplit],
+    references: dict[str, ReferenceLogps],
+    method: MethodSpec,
+    cfg: OptimConfig,
+    seed: int,
+    pad_id: int,
+    log: JsonlLog | None = None,
+    device: str = "cpu",
+    evaluator: Callable[[object], dict[str, dict]] | None = None,
+) -> dict:
+    """Train ``model`` with ``method`` on ``splits`` against the precomputed reference log-probs.
+
+    ``evaluator(model) -> {split: metrics}``, if given, runs every ``cfg.eval_every`` optimizer
+    steps and at the end; its records go to the same log with ``kind = "eval"``.
+    """
+    torch.manual_seed(seed)
+    model.train(cfg.dropout)
+    total = cfg.epochs * n_batches(splits, cfg.batch_size) * method.inner_steps
+    opt, steps = Optimizer(model, cfg, total), StepLog(log, total, f"train {method.name}", cfg.log_every)
+    record: dict = {}
+
+    def run_eval() -> None:
+        if evaluator is None or log is None:
+            return
+        model.eval()
+        for split_name, metrics in evaluator(model).items():
+            log.write({"kind": "eval", "step": opt.steps, "dataset": split_name, **metrics})
+        model.train(cfg.dropout)
+
+    run_eval()  # step 0: the policy equals the reference
+    for epoch, split, index in epoch_batches(splits, cfg.batch_size, cfg.epochs, seed):
+        batch = collate_pairs(split, index, pad_id, with_kl=method.needs_kl_rows).to(device)
+        ref = references[split.dataset]
+        reference = ref.pairs(batch.index).to(device)
+        reference_kl = ref.kl[batch.index].to(device)
+        snapshot = policy_kl = None
+        for inner in range(method.inner_steps):
+            with autocast(cfg, device):
+                policy = pair_logps(model, batch)  # (B,) fields; one forward for chosen + rejected
+                if method.uses_snapshot and snapshot is None:
+                    snapshot = policy.detach()  # at the first inner step the policy *is* the snapshot
+                if method.needs_kl_rows and policy_kl is None:
+                    with torch.no_grad():  # KTO's z0 carries no gradient; estimated once per batch
+                        policy_kl, _ = sequence_logps(model, batch.kl)
+            loss, metrics = method(policy, reference, snapshot, policy_kl, reference_kl)
+            grad_norm, lr = opt.step(loss)
+            record = {"epoch": epoch, "dataset": split.dataset, "inner_step": inner, "loss": loss.item(),
+                      **{k: v.item() for k, v in metrics.items()}, "grad_norm": grad_norm, "lr": lr}
+            tokens = batch.n_tokens if inner == 0 or not method.needs_kl_rows else batch.pairs.n_tokens
+            steps.step(opt.steps, tokens, dict(record))
+            if cfg.eval_every and opt.steps % cfg.eval_every == 0 and opt.steps < total:
+                run_eval()
+    steps.close()
+    run_eval()
+    return {"steps": opt.steps, **record}
+
