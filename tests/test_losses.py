@@ -1,0 +1,263 @@
+"""The losses against TRL (values and gradients to 1e-6) and their limit cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from p2o.config import ConfigError, config_from_dict
+from p2o.losses import LOSSES, PairLogps, dpo, get_loss, ipo, kto, method_spec, p2o, pkto
+from trl_oracle import trl_dpo, trl_kto
+
+B, T = 6, 12
+DT = torch.float64  # the oracle comparison is about arithmetic, not rounding
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def random_tokens(seed: int, rows: int = 2 * B):
+    """Per-token log-probs (rows, T-1) zero off the completion, and the completion mask (rows, T)."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(rows, T, dtype=torch.long)
+    for r in range(rows):
+        start = int(torch.randint(2, 5, (1,), generator=g))
+        end = int(torch.randint(start + 1, T + 1, (1,), generator=g))
+        mask[r, start:end] = 1
+    per_token = -3 * torch.rand(rows, T - 1, generator=g, dtype=DT) * mask[:, 1:]
+    return per_token.requires_grad_(), mask
+
+
+def pair_logps(per_token: torch.Tensor, mask: torch.Tensor) -> PairLogps:
+    sums, counts = per_token.sum(-1), mask[:, 1:].sum(-1).to(per_token.dtype)
+    return PairLogps.from_sums(sums[:B], sums[B:], counts[:B], counts[B:])
+
+
+def reference(seed: int) -> PairLogps:
+    g = torch.Generator().manual_seed(seed)
+    s = -20 * torch.rand(2 * B, generator=g, dtype=DT)
+    n = torch.randint(1, T, (2 * B,), generator=g).to(s.dtype)
+    return PairLogps.from_sums(s[:B], s[B:], n[:B], n[B:])
+
+
+def grad_of(loss, x):
+    (g,) = torch.autograd.grad(loss, x, retain_graph=True)
+    return g
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+def test_dpo_matches_trl(seed, beta):
+    per_token, mask = random_tokens(seed)
+    ref = reference(seed + 100)
+    ours, metrics = dpo(pair_logps(per_token, mask), ref, beta=beta)
+    theirs, trl_metrics = trl_dpo(per_token, mask, ref.chosen, ref.rejected, beta, "sigmoid")
+    assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
+    assert torch.allclose(grad_of(ours, per_token), grad_of(theirs, per_token), atol=1e-6, rtol=0)
+    for k in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+              "logps/rejected"):
+        assert metrics[k].item() == pytest.approx(trl_metrics[k], abs=1e-6), k
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("tau", [0.1, 1.0])
+def test_ipo_matches_trl(seed, tau):
+    """IPO with per-token-averaged log-ratios (Azar et al. eq. 17; TRL's ``ipo``, β there = τ)."""
+    per_token, mask = random_tokens(seed)
+    ref = reference(seed + 100)
+    ours, _ = ipo(pair_logps(per_token, mask), ref, tau=tau)
+    # TRL averages (policy − reference) sums over the completion mask, so give it the reference
+    # with our per-token means: ref_mean · n on the same mask.
+    n = mask[:, 1:].sum(-1).to(per_token.dtype)
+    ref_c, ref_r = ref.chosen_mean * n[:B], ref.rejected_mean * n[B:]
+    ours_same_ref, _ = ipo(pair_logps(per_token, mask), PairLogps.from_sums(ref_c, ref_r, n[:B], n[B:]), tau=tau)
+    theirs, _ = trl_dpo(per_token, mask, ref_c, ref_r, tau, "ipo")
+    assert torch.allclose(ours_same_ref, theirs, atol=1e-6, rtol=0)
+    assert torch.allclose(grad_of(ours_same_ref, per_token), grad_of(theirs, per_token), atol=1e-6, rtol=0)
+    assert torch.isfinite(ours)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (1.0, 1.33)])
+def test_kto_matches_trl(seed, weights):
+    per_token, mask = random_tokens(seed)
+    kl_per_token, kl_mask = random_tokens(seed + 7, rows=B)
+    ref = reference(seed + 100)
+    ref_kl = -10 * torch.rand(B, generator=torch.Generator().manual_seed(seed), dtype=DT) - 40
+    policy = pair_logps(per_token, mask)
+    policy_kl = kl_per_token.sum(-1)
+    ours, metrics = kto(policy, ref, beta=0.5, desirable_weight=weights[0], undesirable_weight=weights[1],
+                        ref_point="mismatched", policy_kl=policy_kl, reference_kl=ref_kl)
+    theirs, trl_metrics = trl_kto(per_token, mask, torch.cat([ref.chosen, ref.rejected]), kl_per_token, kl_mask,
+                                  ref_kl, 0.5, *weights)
+    assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
+    assert torch.allclose(grad_of(ours, per_token), grad_of(theirs, per_token), atol=1e-6, rtol=0)
+    assert metrics["kl"].item() == pytest.approx(trl_metrics["kl"], abs=1e-6)
+    assert metrics["kl"].item() > 0  # the mismatched log-ratios are positive here: z0 is not clamped
+
+
+def test_kto_reference_point_is_clamped_and_carries_no_gradient():
+    per_token, mask = random_tokens(3)
+    policy, ref = pair_logps(per_token, mask), reference(5)
+    policy_kl = torch.full((B,), -50.0, requires_grad=True)  # far below the reference: estimate < 0
+    loss, metrics = kto(policy, ref, policy_kl=policy_kl, reference_kl=torch.full((B,), -10.0))
+    assert metrics["kl"].item() == 0.0
+    loss.backward()
+    assert policy_kl.grad is None
+    # the original code's option: batch mean of the chosen token-mean log-ratio, clamped, detached
+    _, m = kto(policy, ref, ref_point="chosen_token_mean")
+    expected = (policy.chosen_mean - ref.chosen_mean).mean().clamp(min=0)
+    assert m["kl"].item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="policy_kl"):
+        kto(policy, ref, ref_point="mismatched")
+
+
+def snapshot_like(policy: PairLogps, seed: int | None) -> PairLogps:
+    """The policy itself (ρ = 1) or a perturbed copy (ρ ≠ 1), detached."""
+    snap = policy.detach()
+    if seed is None:
+        return snap
+    g = torch.Generator().manual_seed(seed)
+    dc, dr = 0.3 * torch.randn(B, generator=g, dtype=DT), 0.3 * torch.randn(B, generator=g, dtype=DT)
+    return PairLogps(snap.chosen + dc * snap.chosen_tokens, snap.rejected + dr * snap.rejected_tokens,
+                     snap.chosen_mean + dc, snap.rejected_mean + dr, snap.chosen_tokens, snap.rejected_tokens)
+
+
+@pytest.mark.parametrize("ratio", ["pair", "per_side"])
+def test_p2o_limit_is_dpo(ratio):
+    """ε → ∞, λ = 0, ρ = 1: P²O's loss is DPO's, and so is its gradient through the margin Δh.
+
+    The ratio adds one more gradient path, through the token-mean log-probs (DPO does not use
+    them), checked here analytically: ∂L/∂mean⁺ = −σ(−Δh)·Δh·n⁺/(n⁺ + n⁻) / B with one ratio per
+    pair, −σ(−Δh)·h⁺ / B with one ratio per side.
+    """
+    torch.manual_seed(0)
+    sums = (-30 * torch.rand(2 * B, dtype=DT)).requires_grad_()
+    means = (-3 * torch.rand(2 * B, dtype=DT)).requires_grad_()
+    n = torch.randint(1, 20, (2 * B,)).to(sums.dtype)
+    policy = PairLogps(sums[:B], sums[B:], means[:B], means[B:], n[:B], n[B:])
+    ref = reference(1)
+    loss, metrics = p2o(policy, ref, snapshot_like(policy, None), beta=0.5, eps_clip=1e9, kl_coef=0.0, ratio=ratio)
+    dpo_loss, _ = dpo(policy, ref, beta=0.5)
+    assert torch.allclose(loss, dpo_loss, atol=1e-12)
+    g_sums, g_means = torch.autograd.grad(loss, (sums, means))
+    d_sums, = torch.autograd.grad(dpo_loss, sums)
+    assert torch.allclose(g_sums, d_sums, atol=1e-12)
+    h_chosen = 0.5 * (policy.chosen - ref.chosen).detach()
+    margin = h_chosen - 0.5 * (policy.rejected - ref.rejected).detach()
+    advantage = margin * n[:B] / (n[:B] + n[B:]) if ratio == "pair" else h_chosen
+    expected = -torch.sigmoid(-margin) * advantage / B
+    assert torch.allclose(g_means[:B], expected, atol=1e-12)
+    assert metrics["trust/clip_frac"].item() == 0.0
+
+
+def test_p2o_clipping_cuts_the_ratio_gradient():
+    """With Δh > 0 and ρ > 1 + ε the clipped branch is active: no gradient reaches ρ."""
+    sums = torch.tensor([-10.0, -30.0], requires_grad=True)  # chosen, rejected: Δh > 0
+    means = torch.tensor([-1.0, -3.0], requires_grad=True)
+    n = torch.tensor([10.0, 10.0])
+    policy = PairLogps(sums[:1], sums[1:], means[:1], means[1:], n[:1], n[1:])
+    ref = PairLogps.from_sums(torch.tensor([-12.0]), torch.tensor([-28.0]), n[:1], n[1:])
+    snap = PairLogps(*(t.detach() for t in (sums[:1], sums[1:], means[:1] - 0.5, means[1:] - 0.5, n[:1], n[1:])))
+    loss, metrics = p2o(policy, ref, snap, eps_clip=0.15, kl_coef=0.0)
+    g_sums, g_means = torch.autograd.grad(loss, (sums, means))
+    assert metrics["trust/clip_frac"].item() == 1.0
+    assert torch.all(g_means == 0)
+    assert g_sums[0] < 0 < g_sums[1]  # the margin is still pushed, scaled by 1 + ε
+
+
+@pytest.mark.parametrize("ratio", ["pair", "per_side"])
+@pytest.mark.parametrize("snap_seed", [None, 11, 12])
+def test_pkto_at_zero_reference_point_equals_p2o(ratio, snap_seed):
+    per_token, mask = random_tokens(4)
+    policy, ref = pair_logps(per_token, mask), reference(9)
+    snap = snapshot_like(policy, snap_seed)
+    hp = dict(beta=0.5, eps_clip=0.15, kl_coef=0.08, ratio=ratio)
+    a, ma = p2o(policy, ref, snap, **hp)
+    b, mb = pkto(policy, ref, snap, ref_point="zero", desirable_weight=1.0, undesirable_weight=1.0, **hp)
+    assert torch.allclose(a, b, atol=1e-12)
+    assert torch.allclose(grad_of(a, per_token), grad_of(b, per_token), atol=1e-12)
+    if snap_seed is not None:
+        assert ma["trust/ratio_chosen"].item() != pytest.approx(1.0)
+
+
+def test_pkto_pushes_the_rejected_log_ratio_down():
+    """The original's ΔU = λ_D ρ⁺u⁺ − λ_U ρ⁻u⁻ with u⁻ = z − h⁻ rewarded a larger rejected
+    log-ratio; ours penalises it: through the margin, ∂L/∂log π(y⁻) > 0 and ∂L/∂log π(y⁺) < 0."""
+    torch.manual_seed(1)
+    sums = (-30 * torch.rand(2 * B, dtype=DT)).requires_grad_()
+    means = sums.detach() / 10
+    n = torch.full((2 * B,), 10.0, dtype=DT)
+    policy = PairLogps(sums[:B], sums[B:], means[:B], means[B:], n[:B], n[B:])
+    ref = reference(6)
+    loss, metrics = pkto(policy, ref, policy.detach(), ref_point="chosen_token_mean", kl_coef=0.0)
+    g = grad_of(loss, sums)
+    assert torch.all(g[B:] > 0) and torch.all(g[:B] < 0)
+
+    # the original sign, written out: the rejected gradient flips
+    z = 0.5 * metrics["kl"]
+    h_c, h_r = 0.5 * (policy.chosen - ref.chosen), 0.5 * (policy.rejected - ref.rejected)
+    original = -F.logsigmoid((h_c - z) - (z - h_r)).mean()
+    assert torch.all(grad_of(original, sums)[B:] < 0)
+
+
+def test_kl_penalty_is_zero_with_zero_gradient_at_the_reference():
+    per_token, mask = random_tokens(8)
+    policy = pair_logps(per_token, mask)
+    ref = policy.detach()
+    loss_kl, m = p2o(policy, ref, policy.detach(), kl_coef=1.0)
+    loss_0, _ = p2o(policy, ref, policy.detach(), kl_coef=0.0)
+    assert m["trust/kl_penalty"].item() == 0.0
+    assert torch.allclose(grad_of(loss_kl, per_token), grad_of(loss_0, per_token), atol=1e-12)
+
+
+# --------------------------------------------------------------------------- registry and config
+
+
+def _cfg(methods):
+    return config_from_dict({"data": {"datasets": {"hh": {"format": "hh-rlhf", "source": "x.jsonl"}}},
+                             "methods": methods})
+
+
+def test_registry_lists_valid_names_on_unknown_loss():
+    with pytest.raises(KeyError, match="valid losses: .*dpo.*p2o"):
+        get_loss("dpo2")
+    assert set(LOSSES) >= {"dpo", "ipo", "kto", "p2o", "pkto"}
+
+
+def test_method_spec_fills_defaults_and_merges_overrides():
+    cfg = _cfg({"p2o": {"eps_clip": 0.2, "inner_steps": 3}, "strict": {"loss": "dpo", "beta": 0.1}})
+    spec = method_spec(cfg, "p2o")
+    assert spec.inner_steps == 3 and spec.uses_snapshot
+    assert spec.hparams == {"beta": 0.5, "eps_clip": 0.2, "kl_coef": 0.08, "ratio": "pair", "kl_estimator": "k3"}
+    assert method_spec(cfg, "strict").hparams == {"beta": 0.1}
+    assert not method_spec(cfg, "strict").needs_kl_rows
+    assert method_spec(_cfg({"kto": {}}), "kto").needs_kl_rows
+
+
+@pytest.mark.parametrize("entry, key", [
+    ({"p2o": {"eps_clip": 1.5}}, "methods.p2o.eps_clip"),
+    ({"p2o": {"eps_clip": 0.0}}, "methods.p2o.eps_clip"),
+    ({"dpo": {"beta": 0.0}}, "methods.dpo.beta"),
+    ({"dpo": {"beta": -1}}, "methods.dpo.beta"),
+    ({"dpo": {"eps_clip": 0.1}}, "methods.dpo.eps_clip"),
+    ({"kto": {"ref_point": "median"}}, "methods.kto.ref_point"),
+    ({"simpo": {}}, "methods.simpo.loss"),
+    ({"p2o": {"inner_steps": 0}}, "methods.p2o.inner_steps"),
+    ({"dpo": {"beta": "high"}}, "methods.dpo.beta"),
+])
+def test_method_config_errors_name_the_key(entry, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        _cfg(entry)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_registered_loss_gives_finite_loss_and_gradients(name):
+    per_token, mask = random_tokens(10)
+    policy, ref = pair_logps(per_token, mask), reference(11)
+    spec = method_spec(_cfg({name: {}}), name)
+    kl = torch.randn(B, dtype=DT) - 10
+    loss, metrics = spec(policy, ref, policy.detach(), kl, kl - 0.5)
+    g = grad_of(loss, per_token)
+    assert torch.isfinite(loss) and torch.isfinite(g).all() and g.abs().sum() > 0
+    assert all(torch.isfinite(v) for v in metrics.values())
+    assert {"rewards/margins", "rewards/accuracies", "logps/chosen"} <= set(metrics)
