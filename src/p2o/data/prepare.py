@@ -1,0 +1,80 @@
+"""Prepare one dataset for training: load its pairs, split them, write the splits and a manifest.
+
+``prepare_dataset`` writes, atomically (``p2o.io``), into ``out_dir``:
+
+* ``train.jsonl`` and ``eval.jsonl``: one pair a line, in split order. Each line is the canonical
+  form hashed by ``split_hash`` (keys sorted, UTF-8), so ``sha256sum train.jsonl`` equals the
+  manifest's ``splits.train.sha256``.
+* ``manifest.json`` (written last): ``{dataset, format, source, split, data_dir, revision,
+  min_score_ratio, split_salt, rows, pairs, dropped, splits: {train: {n, sha256}, eval: {n, sha256}}}``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from p2o.config import DatasetConfig
+from p2o.data.errors import DataFormatError
+from p2o.data.load import load_pairs
+from p2o.data.pairs import PAIR_COLUMNS
+from p2o.data.splits import split_hash, split_pairs
+from p2o.io import read_jsonl, write_json, write_jsonl
+
+
+def prepare_dataset(
+    name: str,
+    ds: DatasetConfig,
+    n_train: int,
+    n_eval: int,
+    salt: str,
+    out_dir: str | os.PathLike,
+) -> dict:
+    """Load, split and write dataset ``name``; return the manifest (see the module docstring)."""
+    out_dir = Path(out_dir)
+    pairs, report = load_pairs(name, ds)
+    train, evals = split_pairs(pairs, n_train, n_eval, salt)
+    splits = {}
+    for split_name, frame in (("train", train), ("eval", evals)):
+        write_jsonl(out_dir / f"{split_name}.jsonl", _canonical_records(frame))
+        splits[split_name] = {"n": len(frame), "sha256": split_hash(frame)}
+    manifest = {
+        "dataset": name,
+        "format": ds.format,
+        "source": ds.source,
+        "split": ds.split,
+        "data_dir": ds.data_dir,
+        "revision": ds.revision,
+        "min_score_ratio": ds.min_score_ratio,
+        "split_salt": salt,
+        "rows": report["rows"],
+        "pairs": report["pairs"],
+        "dropped": report["dropped"],
+        "splits": splits,
+    }
+    write_json(out_dir / "manifest.json", manifest)
+    drops = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"
+    print(
+        f"[p2o.data] {name}: {report['rows']} rows -> {report['pairs']} pairs (dropped: {drops}); "
+        f"train {len(train)}, eval {len(evals)} -> {out_dir}",
+        file=sys.stderr,
+    )
+    return manifest
+
+
+def read_split(path: str | os.PathLike) -> pd.DataFrame:
+    """A split written by ``prepare_dataset`` as a DataFrame with columns ``PAIR_COLUMNS``."""
+    rows = read_jsonl(path)
+    for index, row in enumerate(rows):
+        missing = [c for c in PAIR_COLUMNS if c not in row]
+        if missing:
+            raise DataFormatError(str(path), index, missing[0], "required key is missing")
+    return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
+
+
+def _canonical_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts with keys in sorted order, so ``write_jsonl`` emits the bytes ``split_hash`` hashes."""
+    return [dict(sorted(r.items())) for r in frame[list(PAIR_COLUMNS)].to_dict("records")]

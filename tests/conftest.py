@@ -1,0 +1,29 @@
+"""Shared pytest fixtures.
+
+``shared_data``: the folder of real data files (``shared/data``), from the environment variable
+``P2O_SHARED_DATA`` if set, else ``<repo>/../shared/data``. It is never copied into the repository;
+tests that need a file from it skip when it is absent (see ``require_shared`` in the tests).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the real data folder (it may not exist: callers skip when a file is missing)."""
+    env = os.environ.get("P2O_SHARED_DATA")
+    return Path(env).expanduser() if env else (REPO.parent / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """Path of tests/fixtures (small schema-exact raw files committed with the tests)."""
+    return FIXTURES
