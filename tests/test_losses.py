@@ -261,3 +261,16 @@ def test_every_registered_loss_gives_finite_loss_and_gradients(name):
     assert torch.isfinite(loss) and torch.isfinite(g).all() and g.abs().sum() > 0
     assert all(torch.isfinite(v) for v in metrics.values())
     assert {"rewards/margins", "rewards/accuracies", "logps/chosen"} <= set(metrics)
+
+
+@pytest.mark.parametrize("ratio, z_matters", [("pair", False), ("per_side", True)])
+def test_pkto_reference_point_matters_only_through_unequal_ratios(ratio, z_matters):
+    """ΔU = λ_D ρ⁺(h⁺ − z) + λ_U ρ⁻(z − h⁻): with λ_D = λ_U the z terms cancel unless ρ⁺ ≠ ρ⁻,
+    which is why PKTO keeps the original's per-side ratios by default."""
+    per_token, mask = random_tokens(12)
+    policy, ref = pair_logps(per_token, mask), reference(13)
+    snap = snapshot_like(policy, 14)
+    kl_low, kl_high = torch.full((B,), -10.0, dtype=DT), torch.full((B,), -9.0, dtype=DT)
+    a, _ = pkto(policy, ref, snap, ratio=ratio, policy_kl=kl_high, reference_kl=kl_low)  # z0 = 1
+    b, _ = pkto(policy, ref, snap, ratio=ratio, ref_point="zero")
+    assert (not torch.allclose(a, b, atol=1e-9)) == z_matters

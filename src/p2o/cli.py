@@ -247,7 +247,8 @@ def cmd_demo(args, cfg: Config) -> None:
         if not Path(ds.source).exists():
             cmd_demo_data(argparse.Namespace(out=Path(ds.source).parent, n_prompts=args.n_prompts, seed=0))
             break
-    ns = dict(vars(args), dataset=None, out=None, base=None, model=None, policy=None, reference=None, split=None)
+    ns = dict(vars(args), dataset=None, out=None, base=None, model=None, policy=None, reference=None, split=None,
+              seed=0)
     for step in (cmd_prepare, cmd_init, cmd_sft, cmd_reference):
         step(argparse.Namespace(**ns), cfg)
     methods = args.methods or list(cfg.methods)

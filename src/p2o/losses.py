@@ -282,7 +282,7 @@ def pkto(
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
     ref_point: str = "mismatched",
-    ratio: str = "pair",
+    ratio: str = "per_side",
     kl_estimator: str = "k3",
     policy_kl: Tensor | None = None,
     reference_kl: Tensor | None = None,
@@ -292,7 +292,10 @@ def pkto(
     u⁺ = h(y⁺) − z, u⁻ = z − h(y⁻), z = β·z₀ (``kto_reference_point``),
     ΔU = λ_D·ρ⁺·u⁺ + λ_U·ρ⁻·u⁻, L = −log σ(min(ΔU, ΔU with clipped ρ)) + λ·KL.
     Fix of the original: it used ΔU = λ_D ρ⁺u⁺ − λ_U ρ⁻u⁻, which with u⁻ = z − h⁻ rewards a
-    *larger* rejected log-ratio. With the + sign, z = 0 and λ_D = λ_U = 1, PKTO is exactly P²O.
+    *larger* rejected log-ratio. With the + sign, z = 0 and λ_D = λ_U = 1, PKTO is exactly P²O
+    (same ``ratio``). Like the original, each response has its own ratio by default
+    (``ratio="per_side"``): with one ratio per pair and λ_D = λ_U, z cancels from ΔU and PKTO
+    would coincide with P²O for every z.
     """
     z0 = kto_reference_point(policy, reference, ref_point, policy_kl, reference_kl)
     z = beta * z0

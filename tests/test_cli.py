@@ -1,0 +1,129 @@
+"""End to end through the command line: prepare → init → sft → reference → train → evaluate."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+
+from p2o.cli import main
+from p2o.io import read_json
+from p2o.losses import LOSSES
+from p2o.reference import ReferenceLogps
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+SMALL = {
+    "data": {"n_train": 24, "n_eval": 8},
+    "model": {"name_or_path": "tiny", "tiny": {"n_layer": 1, "n_head": 2, "n_embd": 32, "vocab_size": 512,
+                                               "n_positions": 96}},
+    "tokenize": {"max_length": 64, "max_prompt_length": 32},
+    "sft": {"lr": 3.0e-3, "epochs": 2, "batch_size": 8},
+    "train": {"lr": 1.0e-3, "epochs": 1, "batch_size": 8, "eval_every": 4},
+    "evaluate": {"batch_size": 8},
+    "seeds": [0],
+}
+
+
+def write_config(path, overrides):
+    path.write_text(yaml.safe_dump(overrides))
+    return str(path)
+
+
+def run(*argv):
+    main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The demo data through every stage, every registered method once."""
+    root = tmp_path_factory.mktemp("demo")
+    raw = root / "raw"
+    run("demo-data", "--out", raw, "--n-prompts", 60)
+    cfg = write_config(root / "small.yaml", {
+        **SMALL,
+        "data": {**SMALL["data"], "datasets": {"hh": {"source": str(raw / "hh.jsonl"), "data_dir": None},
+                                               "shp": {"source": str(raw / "shp.jsonl")},
+                                               "uf": {"source": str(raw / "ultrafeedback.jsonl")}}},
+        "methods": {name: ({"inner_steps": 2} if LOSSES[name].uses_snapshot else {}) for name in LOSSES},
+    })
+    common = ["-c", "config/config.yaml", "-c", cfg, "--workdir", root / "results", "--device", "cpu"]
+    for step in ("prepare", "init", "sft", "reference"):
+        run(step, *common)
+    for method in LOSSES:
+        run("train", *common, "--method", method, "--seed", 0)
+        run("evaluate", *common, "--method", method, "--seed", 0)
+    return root / "results", common
+
+
+def test_every_method_has_metrics_for_every_split(demo_run):
+    results, _ = demo_run
+    for method in LOSSES:
+        for split in ("hh", "shp", "uf"):
+            r = read_json(results / "evaluate" / method / "seed0" / f"{split}.json")
+            assert r["n_pairs"] == 8 and r["dataset"] == split and r["method"] == method
+            for key in ("eval_rewards/accuracies", "eval_rewards/margins", "eval_kl/token_mean",
+                        "eval_logratio/sequence_mean"):
+                assert math.isfinite(r[key]), (method, split, key)
+            assert 0 <= r["eval_rewards/accuracies"] <= 1 and r["eval_kl/token_mean"] > 0
+            assert len(r["split_sha256"]["eval"]) == 64
+
+
+def test_training_logs_and_trust_region_bookkeeping(demo_run):
+    results, _ = demo_run
+    log = [json.loads(line) for line in open(results / "train" / "p2o" / "seed0" / "log.jsonl")]
+    train = [r for r in log if r["kind"] == "train"]
+    # 3 datasets × 24/8 batches × K = 2 inner steps, datasets visited in order, never mixed
+    assert len(train) == 18 and [r["dataset"] for r in train] == ["hh"] * 6 + ["shp"] * 6 + ["uf"] * 6
+    assert [r["inner_step"] for r in train] == [0, 1] * 9
+    for r in train:
+        assert {"loss", "grad_norm", "lr", "tokens_per_s", "rewards/margins", "trust/clip_frac"} <= set(r)
+        if r["inner_step"] == 0:  # the snapshot is this step's own forward: ρ = 1 exactly
+            assert r["trust/ratio_chosen"] == 1.0
+    evals = [r for r in log if r["kind"] == "eval"]
+    assert {r["step"] for r in evals} == {0, 4, 8, 12, 16, 18}
+    step0 = [r for r in evals if r["step"] == 0]  # before training the policy is the reference
+    assert all(r["eval_kl/token_mean"] < 1e-6 and r["eval_rewards/accuracies"] == 0 for r in step0)
+    summary = read_json(results / "train" / "p2o" / "seed0" / "summary.json")
+    assert summary["inner_steps"] == 2 and summary["final"]["steps"] == 18
+    assert (results / "train" / "p2o" / "seed0" / "model" / "config.json").exists()
+
+
+def test_reference_log_probs_are_shared_and_checked(demo_run):
+    results, common = demo_run
+    ref = ReferenceLogps.load(results / "reference" / "hh_train.pt")
+    train_ids = [json.loads(line)["id"] for line in open(results / "data" / "hh" / "train.jsonl")]
+    assert ref.ids == train_ids and ref.chosen.shape == (24,) and (ref.chosen < 0).all()
+    # evaluating the reference model itself: zero KL, all ties (strict accuracy 0)
+    run("evaluate", *common, "--policy", results / "sft" / "model", "--out", results / "self")
+    r = read_json(results / "self" / "hh.json")
+    assert r["eval_kl/token_mean"] < 1e-6 and r["eval_rewards/accuracies"] == 0
+    assert r["eval_reference/max_abs_gap"] < 1e-3
+
+
+def test_config_errors_name_the_key_and_exit_2(tmp_path, capsys):
+    bad = write_config(tmp_path / "bad.yaml", {"methods": {"p2o": {"eps_clip": 1.5}}})
+    with pytest.raises(SystemExit) as e:
+        run("prepare", "-c", "config/config.yaml", "-c", bad, "--workdir", tmp_path)
+    assert e.value.code == 2
+    assert "methods.p2o.eps_clip" in capsys.readouterr().err
+
+
+def test_real_hh_rows_end_to_end(shared_data, tmp_path):
+    """DPO and P²O on real Anthropic/hh-rlhf rows with the tiny offline model."""
+    source = shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz"
+    cfg = write_config(tmp_path / "hh.yaml", {**SMALL, "data": {
+        **SMALL["data"], "order": ["hh"], "datasets": {"hh": {"source": str(source), "data_dir": None}}},
+        "train": {**SMALL["train"], "eval_every": 0}})
+    common = ["-c", "config/config.yaml", "-c", cfg, "--workdir", tmp_path / "results", "--device", "cpu"]
+    for step in ("prepare", "init", "sft", "reference"):
+        run(step, *common)
+    for method in ("dpo", "p2o"):
+        run("train", *common, "--method", method)
+        run("evaluate", *common, "--method", method)
+        r = read_json(tmp_path / "results" / "evaluate" / method / "seed0" / "hh.json")
+        assert r["n_pairs"] == 8 and r["eval_kl/token_mean"] > 0
+    manifest = read_json(tmp_path / "results" / "data" / "hh" / "manifest.json")
+    assert manifest["rows"] == 2354 and manifest["pairs"] == 2339
