@@ -2,7 +2,9 @@
 
 ``shared_data``: the folder of real data files (``shared/data``), from the environment variable
 ``P2O_SHARED_DATA`` if set, else ``<repo>/../shared/data``. It is never copied into the repository;
-tests that need a file from it skip when it is absent (see ``require_shared`` in the tests).
+tests that need a file from it skip when it is absent (``require_shared``).
+
+The whole suite runs offline: the Hugging Face hub is switched off here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ import os
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -27,3 +33,11 @@ def shared_data() -> Path:
 def fixtures_dir() -> Path:
     """Path of tests/fixtures (small schema-exact raw files committed with the tests)."""
     return FIXTURES
+
+
+def require_shared(shared_data: Path, rel: str) -> Path:
+    """``shared_data / rel``, or skip the test with the reason when that file is absent."""
+    path = shared_data / rel
+    if not path.exists():
+        pytest.skip(f"real data not found at {path}; set P2O_SHARED_DATA to the shared/data folder")
+    return path

@@ -8,6 +8,7 @@ import math
 import pytest
 import yaml
 
+from conftest import require_shared
 from p2o.cli import main
 from p2o.io import read_json
 from p2o.losses import LOSSES
@@ -113,7 +114,7 @@ def test_config_errors_name_the_key_and_exit_2(tmp_path, capsys):
 
 def test_real_hh_rows_end_to_end(shared_data, tmp_path):
     """DPO and P²O on real Anthropic/hh-rlhf rows with the tiny offline model."""
-    source = shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz"
+    source = require_shared(shared_data, "hh-rlhf/helpful-base.test.jsonl.gz")
     cfg = write_config(tmp_path / "hh.yaml", {**SMALL, "data": {
         **SMALL["data"], "order": ["hh"], "datasets": {"hh": {"source": str(source), "data_dir": None}}},
         "train": {**SMALL["train"], "eval_every": 0}})

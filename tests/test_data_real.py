@@ -13,19 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_shared
 from p2o.config import DatasetConfig
 from p2o.data import load_pairs, parse_rows, prepare_dataset, read_split, split_pairs
 
 HH = "hh-rlhf/helpful-base.test.jsonl.gz"
 UFB_TRAIN = "ultrafeedback_binarized/train_prefs.first500.chosen_rejected_only.jsonl.gz"
 UFB_TEST = "ultrafeedback_binarized/test_prefs.first500.chosen_rejected_only.jsonl.gz"
-
-
-def require_shared(shared_data: Path, rel: str) -> Path:
-    path = shared_data / rel
-    if not path.exists():
-        pytest.skip(f"real data not found at {path}; set P2O_SHARED_DATA to the shared/data folder")
-    return path
 
 
 def raw_rows(path: Path) -> list[dict]:

@@ -242,11 +242,15 @@ def cmd_evaluate(args, cfg: Config) -> None:
 
 def cmd_demo(args, cfg: Config) -> None:
     """The offline demo: demo data, splits, tiny model, SFT, reference, then train + evaluate."""
+    from p2o.data.demo import DEMO_FILES
+    from p2o.data.sources import looks_local
+
     paths = Paths(args.workdir)
-    for ds in cfg.data.datasets.values():
-        if not Path(ds.source).exists():
-            cmd_demo_data(argparse.Namespace(out=Path(ds.source).parent, n_prompts=args.n_prompts, seed=0))
-            break
+    missing = [Path(cfg.data.datasets[n].source) for n in cfg.data.names
+               if looks_local(cfg.data.datasets[n].source) and not Path(cfg.data.datasets[n].source).exists()]
+    demo_names = set(DEMO_FILES.values())
+    if missing and {p.name for p in missing} <= demo_names and len({p.parent for p in missing}) == 1:
+        cmd_demo_data(argparse.Namespace(out=missing[0].parent, n_prompts=args.n_prompts, seed=0))
     ns = dict(vars(args), dataset=None, out=None, base=None, model=None, policy=None, reference=None, split=None,
               seed=0)
     for step in (cmd_prepare, cmd_init, cmd_sft, cmd_reference):

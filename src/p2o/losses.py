@@ -171,14 +171,24 @@ def kl_penalty(policy: PairLogps, reference: PairLogps, kl_estimator: str) -> Te
     raise ValueError(f"unknown kl_estimator {kl_estimator!r}; valid: {KL_ESTIMATORS}")
 
 
-def _trust_metrics(rho_pos, rho_neg, clipped, kl, surrogate) -> Metrics:
-    return {
+def trust_region_loss(policy: PairLogps, reference: PairLogps, snapshot: PairLogps, u_pos: Tensor, u_neg: Tensor,
+                      beta: float, eps_clip: float, kl_coef: float, ratio: str,
+                      kl_estimator: str) -> tuple[Tensor, Metrics]:
+    """−log σ(clipped surrogate of u⁺, u⁻) + λ·KL, with DPO's reward metrics and ``trust/*``."""
+    rho_pos, rho_neg = trust_ratios(policy, snapshot, ratio)
+    surrogate, clipped = clipped_surrogate(u_pos, u_neg, rho_pos, rho_neg, eps_clip)
+    kl = kl_penalty(policy, reference, kl_estimator)
+    loss = -F.logsigmoid(surrogate).mean() + kl_coef * kl
+    metrics = reward_metrics(beta * (policy.chosen - reference.chosen),
+                             beta * (policy.rejected - reference.rejected), policy)
+    metrics.update({
         "trust/ratio_chosen": rho_pos.detach().mean(),
         "trust/ratio_rejected": rho_neg.detach().mean(),
         "trust/clip_frac": clipped.float().mean(),
         "trust/surrogate": surrogate.detach().mean(),
         "trust/kl_penalty": kl.detach(),
-    }
+    })
+    return loss, metrics
 
 
 # --------------------------------------------------------------------------- the losses
@@ -262,13 +272,8 @@ def p2o(
     """
     h_chosen = beta * (policy.chosen - reference.chosen)
     h_rejected = beta * (policy.rejected - reference.rejected)
-    rho_pos, rho_neg = trust_ratios(policy, snapshot, ratio)
-    surrogate, clipped = clipped_surrogate(h_chosen, -h_rejected, rho_pos, rho_neg, eps_clip)
-    kl = kl_penalty(policy, reference, kl_estimator)
-    loss = -F.logsigmoid(surrogate).mean() + kl_coef * kl
-    metrics = reward_metrics(h_chosen, h_rejected, policy)
-    metrics.update(_trust_metrics(rho_pos, rho_neg, clipped, kl, surrogate))
-    return loss, metrics
+    return trust_region_loss(policy, reference, snapshot, h_chosen, -h_rejected, beta, eps_clip, kl_coef, ratio,
+                             kl_estimator)
 
 
 def pkto(
@@ -301,14 +306,9 @@ def pkto(
     z = beta * z0
     h_chosen = beta * (policy.chosen - reference.chosen)
     h_rejected = beta * (policy.rejected - reference.rejected)
-    rho_pos, rho_neg = trust_ratios(policy, snapshot, ratio)
-    surrogate, clipped = clipped_surrogate(
-        desirable_weight * (h_chosen - z), undesirable_weight * (z - h_rejected), rho_pos, rho_neg, eps_clip
-    )
-    kl = kl_penalty(policy, reference, kl_estimator)
-    loss = -F.logsigmoid(surrogate).mean() + kl_coef * kl
-    metrics = reward_metrics(h_chosen, h_rejected, policy)
-    metrics.update(_trust_metrics(rho_pos, rho_neg, clipped, kl, surrogate))
+    loss, metrics = trust_region_loss(policy, reference, snapshot, desirable_weight * (h_chosen - z),
+                                      undesirable_weight * (z - h_rejected), beta, eps_clip, kl_coef, ratio,
+                                      kl_estimator)
     metrics["kl"] = z0
     return loss, metrics
 

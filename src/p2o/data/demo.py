@@ -248,13 +248,16 @@ UF_PRINCIPLES = ("helpfulness", "honesty", "truthfulness", "verbalized_calibrati
 UF_ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 
 
+DEMO_FILES = {"hh": "hh.jsonl", "shp": "shp.jsonl", "uf": "ultrafeedback.jsonl"}
+
+
 def write_demo_data(out_dir: str | os.PathLike, n_prompts: int = 300, seed: int = 0) -> dict[str, Path]:
     """Write ``hh.jsonl``, ``shp.jsonl``, ``ultrafeedback.jsonl``; return ``{"hh"|"shp"|"uf": path}``."""
     if n_prompts < 2:
         raise ValueError(f"n_prompts must be >= 2, got {n_prompts}")
     out_dir = Path(out_dir)
     rng = random.Random(seed)
-    paths = {"hh": out_dir / "hh.jsonl", "shp": out_dir / "shp.jsonl", "uf": out_dir / "ultrafeedback.jsonl"}
+    paths = {name: out_dir / file for name, file in DEMO_FILES.items()}
     write_jsonl(paths["hh"], _hh_rows(rng, n_prompts))
     write_jsonl(paths["shp"], _shp_rows(rng, n_prompts))
     write_jsonl(paths["uf"], _uf_rows(rng, n_prompts))
