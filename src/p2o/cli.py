@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
 
+from p2o import jobs
 from p2o.config import Config, ConfigError, load_config
 
 PARTS = ("train", "eval")
@@ -58,7 +57,7 @@ class Paths:
         return self.root / "evaluate" / method / f"seed{seed}" / f"{dataset}.json"
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- commands
 
 
 def default_device() -> str:
@@ -67,34 +66,13 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_split(cfg: Config, tokenizer, data_dir: Path, dataset: str, part: str):
-    from p2o.data import read_split
-    from p2o.tokenize import tokenize_pairs
-
-    path = data_dir / f"{part}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; run `p2o prepare` first")
-    df = read_split(path)
-    return tokenize_pairs(tokenizer, dataset, df["id"].tolist(), df["prompt"].tolist(), df["chosen"].tolist(),
-                          df["rejected"].tolist(), cfg.tokenize)
+def train_splits(paths: Paths, cfg: Config, part: str = "train") -> dict[str, Path]:
+    """dataset -> split file, in training order."""
+    return {name: paths.split(name, part) for name in cfg.data.names}
 
 
-def split_hashes(paths: Paths, datasets: list[str]) -> dict:
-    from p2o.io import read_json
-
-    out = {}
-    for name in datasets:
-        manifest = paths.data(name) / "manifest.json"
-        if manifest.exists():
-            out[name] = {part: v["sha256"] for part, v in read_json(manifest)["splits"].items()}
-    return out
-
-
-def pad_id_of(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
-# --------------------------------------------------------------------------- commands
+def reference_file(paths: Paths, ref_dir: str | None, dataset: str, part: str) -> Path:
+    return Path(ref_dir) / f"{dataset}_{part}.pt" if ref_dir else paths.reference(dataset, part)
 
 
 def cmd_demo_data(args, cfg: Config | None = None) -> None:
@@ -108,136 +86,57 @@ def cmd_prepare(args, cfg: Config) -> None:
     from p2o.data import prepare_dataset
 
     paths = Paths(args.workdir)
-    for name in args.dataset or cfg.data.names:
+    names = args.dataset or cfg.data.names
+    if args.out and len(names) != 1:
+        raise ConfigError("--out needs exactly one --dataset")
+    for name in names:
         if name not in cfg.data.datasets:
             raise ConfigError(f"dataset {name!r} is not in config key 'data.datasets' ({sorted(cfg.data.datasets)})")
-        out = Path(args.out) if args.out else paths.data(name)
-        prepare_dataset(name, cfg.data.datasets[name], cfg.data.n_train, cfg.data.n_eval, cfg.data.split_salt, out)
+        prepare_dataset(name, cfg.data.datasets[name], cfg.data.n_train, cfg.data.n_eval, cfg.data.split_salt,
+                        args.out or paths.data(name))
 
 
 def cmd_init(args, cfg: Config) -> None:
-    from p2o.data import read_split
-    from p2o.models import init_base_model
-
     paths = Paths(args.workdir)
-    texts = []
-    if cfg.model.name_or_path == "tiny":  # the tokenizer is trained on the training text only
-        for name in cfg.data.names:
-            df = read_split(paths.split(name, "train"))
-            texts += (df["prompt"] + df["chosen"]).tolist() + df["rejected"].tolist()
-    out = init_base_model(cfg.model, args.out or paths.base, texts, seed=args.seed)
-    print(f"base model written to {out}", file=sys.stderr)
+    jobs.init_model(cfg.model, train_splits(paths, cfg), args.out or paths.base, seed=args.seed)
 
 
 def cmd_sft(args, cfg: Config) -> None:
-    from p2o.io import JsonlLog, write_json
-    from p2o.models import load_model, load_tokenizer, save_model
-    from p2o.train import sft
-
     paths = Paths(args.workdir)
-    base, out = Path(args.base or paths.base), Path(args.out or paths.sft)
-    tokenizer, model = load_tokenizer(base), load_model(base, args.device)
-    splits = [load_split(cfg, tokenizer, paths.data(n), n, "train") for n in cfg.data.names]
-    start = time.time()
-    with JsonlLog(out / "log.jsonl") as log:
-        result = sft(model, splits, cfg.sft, args.seed, pad_id_of(tokenizer), log, args.device)
-    save_model(model, tokenizer, out / "model")
-    write_json(out / "summary.json", {"config_hash": cfg.hash(), "seed": args.seed, "wall_s": time.time() - start,
-                                      "sft": asdict(cfg.sft), **result})
+    jobs.sft(args.base or paths.base, train_splits(paths, cfg), cfg.tokenize, cfg.sft, args.seed,
+             args.out or paths.sft, args.device)
 
 
 def cmd_reference(args, cfg: Config) -> None:
-    from p2o.models import load_model, load_tokenizer
-    from p2o.reference import compute_reference_logps
-
     paths = Paths(args.workdir)
-    model_dir = Path(args.model or paths.sft / "model")
-    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir, args.device)
-    targets = args.split or [f"{n}_{p}" for n in cfg.data.names for p in PARTS]
-    for target in targets:
+    for target in args.split or [f"{n}_{p}" for n in cfg.data.names for p in PARTS]:
         name, _, part = target.rpartition("_")
         if part not in PARTS or name not in cfg.data.datasets:
             raise ConfigError(f"--split {target!r}: expected <dataset>_<train|eval> with a dataset from data.datasets")
-        split = load_split(cfg, tokenizer, paths.data(name), name, part)
-        ref = compute_reference_logps(model, split, cfg.tokenize, pad_id_of(tokenizer), cfg.evaluate.batch_size,
-                                      args.device)
-        out = Path(args.out) / f"{target}.pt" if args.out else paths.reference(name, part)
-        ref.save(out)
-        print(f"reference log-probs of {len(split)} pairs -> {out}", file=sys.stderr)
-
-
-def _references(cfg: Config, paths: Paths, ref_dir: str | None, splits, part: str):
-    from p2o.reference import ReferenceLogps
-
-    out = {}
-    for split in splits:
-        path = Path(ref_dir) / f"{split.dataset}_{part}.pt" if ref_dir else paths.reference(split.dataset, part)
-        out[split.dataset] = ReferenceLogps.load(path, split, cfg.tokenize)
-    return out
+        jobs.reference(args.model or paths.sft / "model", paths.split(name, part), name, cfg.tokenize,
+                       cfg.evaluate.batch_size, reference_file(paths, args.out, name, part), args.device)
 
 
 def cmd_train(args, cfg: Config) -> None:
-    from p2o.evaluate import evaluate_split
-    from p2o.io import JsonlLog, write_json
-    from p2o.models import load_model, load_tokenizer, save_model
-    from p2o.train import train_preference
-
     paths = Paths(args.workdir)
-    method = cfg.method(args.method)
-    ref_model_dir = Path(args.model or paths.sft / "model")
-    out = Path(args.out or paths.train(args.method, args.seed))
-    tokenizer, policy = load_tokenizer(ref_model_dir), load_model(ref_model_dir, args.device)
-    pad_id = pad_id_of(tokenizer)
-    splits = [load_split(cfg, tokenizer, paths.data(n), n, "train") for n in cfg.data.names]
-    references = _references(cfg, paths, args.reference, splits, "train")
-
-    evaluator = None
-    if cfg.train.eval_every > 0:  # held-out curves need the reference model for the exact KL
-        reference_model = load_model(ref_model_dir, args.device)
-        eval_splits = [load_split(cfg, tokenizer, paths.data(n), n, "eval") for n in cfg.data.names]
-        eval_refs = _references(cfg, paths, args.reference, eval_splits, "eval")
-
-        def evaluator(model):
-            return {s.dataset: evaluate_split(model, reference_model, s, eval_refs[s.dataset], cfg.evaluate.beta,
-                                              pad_id, cfg.evaluate.batch_size, args.device, progress=False)
-                    for s in eval_splits}
-
-    start = time.time()
-    with JsonlLog(out / "log.jsonl") as log:
-        result = train_preference(policy, splits, references, method, cfg.train, args.seed, pad_id, log,
-                                  args.device, evaluator)
-    save_model(policy, tokenizer, out / "model")
-    write_json(out / "summary.json", {
-        "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
-        "seed": args.seed, "config_hash": cfg.hash(), "wall_s": time.time() - start,
-        "split_sha256": split_hashes(paths, cfg.data.names), "final": result,
-    })
+    eval_splits = {n: (paths.split(n, "eval"), reference_file(paths, args.reference, n, "eval"))
+                   for n in cfg.data.names}
+    jobs.train(args.model or paths.sft / "model", train_splits(paths, cfg),
+               {n: reference_file(paths, args.reference, n, "train") for n in cfg.data.names},
+               cfg.method(args.method), cfg.train, cfg.tokenize, args.seed,
+               args.out or paths.train(args.method, args.seed), args.device, eval_splits, cfg.evaluate)
 
 
 def cmd_evaluate(args, cfg: Config) -> None:
-    from p2o.evaluate import evaluate_split
-    from p2o.io import write_json
-    from p2o.models import load_model, load_tokenizer
-
     paths = Paths(args.workdir)
     if args.policy is None and args.method is None:
         raise ConfigError("evaluate needs --method (with --seed) or --policy <model folder>")
     policy_dir = Path(args.policy or paths.train(args.method, args.seed) / "model")
-    ref_model_dir = Path(args.model or paths.sft / "model")
-    tokenizer = load_tokenizer(ref_model_dir)
-    policy, reference_model = load_model(policy_dir, args.device), load_model(ref_model_dir, args.device)
     for name in args.dataset or cfg.data.names:
-        split = load_split(cfg, tokenizer, paths.data(name), name, "eval")
-        (reference,) = _references(cfg, paths, args.reference, [split], "eval").values()
-        metrics = evaluate_split(policy, reference_model, split, reference, cfg.evaluate.beta, pad_id_of(tokenizer),
-                                 cfg.evaluate.batch_size, args.device)
-        record = {"method": args.method, "seed": args.seed, "dataset": name, "policy": str(policy_dir),
-                  "config_hash": cfg.hash(), "split_sha256": split_hashes(paths, [name]).get(name), **metrics}
         out = Path(args.out) / f"{name}.json" if args.out else paths.evaluate(args.method or "policy", args.seed, name)
-        write_json(out, record)
-        print(f"{name}: accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "
-              f"{metrics['eval_rewards/margins']:.3f}  KL/token {metrics['eval_kl/token_mean']:.4f}  -> {out}",
-              file=sys.stderr)
+        jobs.evaluate(policy_dir, args.model or paths.sft / "model", paths.split(name, "eval"),
+                      reference_file(paths, args.reference, name, "eval"), name, cfg.tokenize, cfg.evaluate, out,
+                      args.device, provenance={"method": args.method, "seed": args.seed, "config_hash": cfg.hash()})
 
 
 def cmd_demo(args, cfg: Config) -> None:

@@ -1,0 +1,166 @@
+"""One function per pipeline stage, with every input and output named explicitly.
+
+The ``p2o`` CLI and the Snakemake rules' scripts are thin layers over these: they only decide
+paths. Each job takes the config *sections* it depends on (not the whole config), so that a
+workflow rule's ``params`` can list exactly what its job reads.
+
+    init_model     model section + train splits           -> base model folder
+    sft            base model + train splits              -> SFT (reference) model folder, log
+    reference      SFT model + one split                  -> reference log-probs file
+    train          SFT model + train splits + references  -> trained model folder, log, summary
+    evaluate       policy + SFT model + one eval split    -> metrics JSON
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+from p2o.config import EvalConfig, ModelConfig, OptimConfig, TokenizeConfig
+from p2o.io import JsonlLog, read_json, write_json
+from p2o.losses import MethodSpec
+
+PathLike = str | Path
+
+
+def load_split(tokenizer, path: PathLike, dataset: str, tokenize: TokenizeConfig):
+    """A prepared split file, tokenised."""
+    from p2o.data import read_split
+    from p2o.tokenize import tokenize_pairs
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} not found; prepare the data first (p2o prepare)")
+    df = read_split(path)
+    return tokenize_pairs(tokenizer, dataset, df["id"].tolist(), df["prompt"].tolist(), df["chosen"].tolist(),
+                          df["rejected"].tolist(), tokenize)
+
+
+def pad_id_of(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def split_hash(split_path: PathLike) -> str | None:
+    """sha256 of a prepared split, from the manifest beside it."""
+    manifest = Path(split_path).parent / "manifest.json"
+    if not manifest.exists():
+        return None
+    return read_json(manifest)["splits"][Path(split_path).stem]["sha256"]
+
+
+def init_model(model: ModelConfig, train_splits: Mapping[str, PathLike], out_dir: PathLike, seed: int = 0) -> Path:
+    """Base model and tokenizer; ``tiny`` trains its tokenizer on the training text only."""
+    from p2o.data import read_split
+    from p2o.models import init_base_model
+
+    texts: list[str] = []
+    if model.name_or_path == "tiny":
+        for path in train_splits.values():
+            df = read_split(path)
+            texts += (df["prompt"] + df["chosen"]).tolist() + df["rejected"].tolist()
+    out = init_base_model(model, out_dir, texts, seed=seed)
+    print(f"base model written to {out}", file=sys.stderr)
+    return out
+
+
+def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: TokenizeConfig, optim: OptimConfig,
+        seed: int, out_dir: PathLike, device: str = "cpu") -> dict:
+    """SFT on the chosen responses; writes ``out_dir/model``, ``log.jsonl`` and ``summary.json``."""
+    from p2o.models import load_model, load_tokenizer, save_model
+    from p2o.train import sft as run_sft
+
+    out_dir = Path(out_dir)
+    tokenizer, model = load_tokenizer(base_dir), load_model(base_dir, device)
+    splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
+    start = time.time()
+    with JsonlLog(out_dir / "log.jsonl") as log:
+        result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device)
+    save_model(model, tokenizer, out_dir / "model")
+    summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result}
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def reference(model_dir: PathLike, split_path: PathLike, dataset: str, tokenize: TokenizeConfig, batch_size: int,
+              out_path: PathLike, device: str = "cpu") -> None:
+    """Reference log-probs of one split (chosen, rejected and KTO's mismatched rows)."""
+    from p2o.models import load_model, load_tokenizer
+    from p2o.reference import compute_reference_logps
+
+    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir, device)
+    split = load_split(tokenizer, split_path, dataset, tokenize)
+    ref = compute_reference_logps(model, split, tokenize, pad_id_of(tokenizer), batch_size, device)
+    ref.save(out_path)
+    print(f"reference log-probs of {len(split)} pairs -> {out_path}", file=sys.stderr)
+
+
+def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs: Mapping[str, PathLike],
+          method: MethodSpec, optim: OptimConfig, tokenize: TokenizeConfig, seed: int, out_dir: PathLike,
+          device: str = "cpu", eval_splits: Mapping[str, tuple[PathLike, PathLike]] | None = None,
+          evaluate: EvalConfig | None = None) -> dict:
+    """Preference training from the SFT model; writes ``out_dir/{model/, log.jsonl, summary.json}``.
+
+    ``train_splits`` and ``train_refs`` map dataset -> file, in training order. With
+    ``optim.eval_every > 0``, ``eval_splits`` (dataset -> (split file, reference file)) are
+    evaluated during training for the held-out curves.
+    """
+    from p2o.evaluate import evaluate_split
+    from p2o.models import load_model, load_tokenizer, save_model
+    from p2o.reference import ReferenceLogps
+    from p2o.train import train_preference
+
+    out_dir = Path(out_dir)
+    tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
+    pad_id = pad_id_of(tokenizer)
+    splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
+    references = {s.dataset: ReferenceLogps.load(train_refs[s.dataset], s, tokenize) for s in splits}
+
+    evaluator = None
+    if optim.eval_every > 0 and eval_splits:
+        evaluate = evaluate or EvalConfig()
+        reference_model = load_model(model_dir, device)  # the exact KL needs the reference's distribution
+        held_out = []
+        for name, (split_path, ref_path) in eval_splits.items():
+            split = load_split(tokenizer, split_path, name, tokenize)
+            held_out.append((split, ReferenceLogps.load(ref_path, split, tokenize)))
+
+        def evaluator(model):
+            return {s.dataset: evaluate_split(model, reference_model, s, ref, evaluate.beta, pad_id,
+                                              evaluate.batch_size, device, progress=False) for s, ref in held_out}
+
+    start = time.time()
+    with JsonlLog(out_dir / "log.jsonl") as log:
+        result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator)
+    save_model(policy, tokenizer, out_dir / "model")
+    summary = {
+        "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
+        "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
+        "split_sha256": {name: split_hash(path) for name, path in train_splits.items()}, "final": result,
+    }
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, ref_path: PathLike, dataset: str,
+             tokenize: TokenizeConfig, evaluate: EvalConfig, out_path: PathLike, device: str = "cpu",
+             provenance: Mapping | None = None) -> dict:
+    """Held-out metrics of ``policy_dir`` on one split against the reference model ``model_dir``."""
+    from p2o.evaluate import evaluate_split
+    from p2o.models import load_model, load_tokenizer
+    from p2o.reference import ReferenceLogps
+
+    tokenizer = load_tokenizer(model_dir)
+    policy, reference_model = load_model(policy_dir, device), load_model(model_dir, device)
+    split = load_split(tokenizer, split_path, dataset, tokenize)
+    ref = ReferenceLogps.load(ref_path, split, tokenize)
+    metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
+                             evaluate.batch_size, device)
+    record = {**(provenance or {}), "dataset": dataset, "policy": str(policy_dir),
+              "split_sha256": split_hash(split_path), **metrics}
+    write_json(out_path, record)
+    print(f"{dataset}: accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "
+          f"{metrics['eval_rewards/margins']:.3f}  KL/token {metrics['eval_kl/token_mean']:.4f}  -> {out_path}",
+          file=sys.stderr)
+    return record
