@@ -154,7 +154,7 @@ def cmd_demo(args, cfg: Config) -> None:
               seed=0)
     for step in (cmd_prepare, cmd_init, cmd_sft, cmd_reference):
         step(argparse.Namespace(**ns), cfg)
-    methods = args.methods or list(cfg.methods)
+    methods = args.methods or cfg.method_names
     for method in methods:
         for seed in cfg.seeds:
             run = argparse.Namespace(**{**ns, "method": method, "seed": seed})

@@ -151,7 +151,13 @@ class Config:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     # method name -> {loss: registry name (default: the method name), inner_steps, loss hyper-parameters}
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # methods run, in the order of table rows and legends; default: all, as listed
+    method_order: list[str] | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
+
+    @property
+    def method_names(self) -> list[str]:
+        return list(self.method_order) if self.method_order is not None else list(self.methods)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
@@ -162,6 +168,14 @@ class Config:
 
         for name in self.methods:
             method_spec(self, name)  # raises ConfigError naming the key
+        for name in self.method_order or []:
+            if name not in self.methods:
+                raise ConfigError(f"config key 'method_order': {name!r} is not in 'methods' ({sorted(self.methods)})")
+        if self.method_order is not None and (not self.method_order
+                                              or len(set(self.method_order)) != len(self.method_order)):
+            raise ConfigError(f"config key 'method_order' must list methods once each, got {self.method_order}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"config key 'seeds' must list distinct seeds, got {self.seeds}")
 
     def method(self, name: str):
         """The resolved ``MethodSpec`` (loss function, hyper-parameters, inner steps) of a method."""

@@ -4,6 +4,7 @@ The ``p2o`` CLI and the Snakemake rules' scripts are thin layers over these: the
 paths. Each job takes the config *sections* it depends on (not the whole config), so that a
 workflow rule's ``params`` can list exactly what its job reads.
 
+    download       dataset section (hub id or local file) -> its raw rows as one local JSONL file
     init_model     model section + train splits           -> base model folder
     sft            base model + train splits              -> SFT (reference) model folder, log
     reference      SFT model + one split                  -> reference log-probs file
@@ -19,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
-from p2o.config import EvalConfig, ModelConfig, OptimConfig, TokenizeConfig
-from p2o.io import JsonlLog, read_json, write_json
+from p2o.config import DatasetConfig, EvalConfig, ModelConfig, OptimConfig, TokenizeConfig
+from p2o.io import JsonlLog, read_json, write_json, write_jsonl
 from p2o.losses import MethodSpec
 
 PathLike = str | Path
@@ -48,6 +49,26 @@ def split_hash(split_path: PathLike) -> str | None:
     if not manifest.exists():
         return None
     return read_json(manifest)["splits"][Path(split_path).stem]["sha256"]
+
+
+def download(ds: DatasetConfig, out_path: PathLike) -> int:
+    """The raw rows of a dataset, unchanged and in source order, as one local JSONL file.
+
+    The only job that may touch the network (for a hub source); everything after it reads the copy.
+    """
+    from p2o.data import read_raw_rows
+
+    n = 0
+
+    def rows():
+        nonlocal n
+        for _, _, row in read_raw_rows(ds):
+            n += 1
+            yield row
+
+    write_jsonl(out_path, rows())
+    print(f"{ds.source}: {n} raw rows -> {out_path}", file=sys.stderr)
+    return n
 
 
 def init_model(model: ModelConfig, train_splits: Mapping[str, PathLike], out_dir: PathLike, seed: int = 0) -> Path:

@@ -1,0 +1,103 @@
+"""Every run's results as tidy tables, and their summaries over seeds.
+
+- ``metrics``: one row per (method, seed, dataset, metric) of the final held-out evaluation;
+- ``curves``: one row per logged value during training, training records (``kind = train``) and
+  held-out evaluations (``kind = eval``), with ``pairs_seen`` as a common x-axis for methods that
+  take a different number of optimizer steps per batch;
+- ``runs``: one row per (method, seed) with its loss, hyper-parameters, steps and wall time.
+
+``summarise`` gives mean ± 95 % confidence half-width over seeds (Student's t, n − 1 degrees of
+freedom; none for a single seed). Tables, figures and the paper's numbers read only these.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from p2o.io import read_json
+
+# Final held-out metrics reported in tables and figures, with the better direction.
+METRICS = {
+    "eval_rewards/accuracies": "max",
+    "eval_rewards/margins": "max",
+    "eval_kl/token_mean": "min",
+}
+METRIC_LABELS = {
+    "eval_rewards/accuracies": "Reward accuracy",
+    "eval_rewards/margins": "Reward margin",
+    "eval_kl/token_mean": "KL per token",
+    "eval_logratio/sequence_mean": "Sequence log-ratio",
+}
+
+# Two-sided 97.5 % quantiles of Student's t for 1..30 degrees of freedom (then the normal 1.96).
+T_975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042]
+
+
+def t_quantile(df: int) -> float:
+    return T_975[df - 1] if df <= len(T_975) else 1.96
+
+
+def collect_metrics(eval_files: Iterable[str | Path]) -> pd.DataFrame:
+    """Tidy (method, seed, dataset, metric, value) from evaluation JSONs."""
+    rows = []
+    for path in eval_files:
+        r = read_json(path)
+        for key, value in r.items():
+            if key.startswith("eval_") and isinstance(value, (int, float)):
+                rows.append({"method": r["method"], "seed": int(r["seed"]), "dataset": r["dataset"],
+                             "metric": key, "value": float(value)})
+    return pd.DataFrame(rows, columns=["method", "seed", "dataset", "metric", "value"])
+
+
+def collect_runs(summary_files: Iterable[str | Path]) -> pd.DataFrame:
+    rows = []
+    for path in summary_files:
+        s = read_json(path)
+        rows.append({"method": s["method"], "seed": int(s["seed"]), "loss": s["loss"],
+                     "inner_steps": s["inner_steps"], "hparams": json.dumps(s["hparams"], sort_keys=True),
+                     "steps": s["final"]["steps"], "batch_size": s["train"]["batch_size"], "wall_s": s["wall_s"]})
+    return pd.DataFrame(rows)
+
+
+def collect_curves(logs: Mapping[tuple[str, int], str | Path], runs: pd.DataFrame) -> pd.DataFrame:
+    """Tidy curves from training logs ``{(method, seed): log.jsonl}``."""
+    per_run = {(r.method, r.seed): r for r in runs.itertuples()}
+    rows = []
+    for (method, seed), path in logs.items():
+        run = per_run[(method, seed)]
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                pairs_seen = rec["step"] / run.inner_steps * run.batch_size  # batches done x batch size
+                for key, value in rec.items():
+                    if key in ("kind", "step", "dataset", "epoch", "inner_step") or not isinstance(value, (int, float)):
+                        continue
+                    rows.append({"method": method, "seed": seed, "kind": rec["kind"], "step": rec["step"],
+                                 "pairs_seen": pairs_seen, "dataset": rec.get("dataset"), "metric": key,
+                                 "value": float(value)})
+    return pd.DataFrame(rows, columns=["method", "seed", "kind", "step", "pairs_seen", "dataset", "metric", "value"])
+
+
+def summarise(metrics: pd.DataFrame, by: list[str] = ["method", "dataset", "metric"]) -> pd.DataFrame:
+    """Mean, 95 % CI half-width and seed count of ``value`` over seeds."""
+    def stats(values: pd.Series) -> pd.Series:
+        n = len(values)
+        sd = values.std(ddof=1) if n > 1 else math.nan
+        return pd.Series({"mean": values.mean(), "ci95": t_quantile(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan,
+                          "n_seeds": n})
+
+    return metrics.groupby(by, sort=False)["value"].apply(stats).unstack().reset_index()
+
+
+def overall(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, the mean over datasets; then summarised over seeds (dataset = 'all')."""
+    per_seed = metrics.groupby(["method", "seed", "metric"], sort=False)["value"].mean().reset_index()
+    per_seed["dataset"] = "all"
+    return summarise(per_seed)

@@ -1,0 +1,136 @@
+"""Vector PDF figures from the aggregate tables; one colour and marker per method in every figure.
+
+Figures read only the tidy tables of ``p2o.aggregate`` (so restyling never retrains):
+
+- ``training_curves``: training loss and reward margin against pairs seen;
+- ``heldout_curves``: held-out accuracy, margin and KL per dataset during training;
+- ``final_metrics``: final held-out metrics per dataset, mean ± 95 % CI over seeds;
+- ``tradeoff``: held-out reward accuracy against KL to the reference, per dataset.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("agg")  # non-interactive: figures are files
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from p2o.aggregate import METRIC_LABELS, METRICS  # noqa: E402
+from p2o.io import atomic_path  # noqa: E402
+
+PALETTE = plt.get_cmap("tab10").colors
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
+KNOWN = ["dpo", "ipo", "kto", "p2o", "pkto"]  # fixed slots, so a method keeps its look as others are added
+
+
+def method_styles(methods: list[str]) -> dict[str, dict]:
+    """Colour and marker of each method: known methods have fixed slots, new ones take the next."""
+    styles, free = {}, iter(range(len(KNOWN), 10 * len(PALETTE)))
+    for m in methods:
+        slot = KNOWN.index(m) if m in KNOWN else next(free)
+        styles[m] = {"color": PALETTE[slot % len(PALETTE)], "marker": MARKERS[slot % len(MARKERS)]}
+    return styles
+
+
+def display_name(method: str) -> str:
+    return {"p2o": "P²O", "pkto": "PKTO"}.get(method, method.upper())
+
+
+def save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="pdf", bbox_inches="tight")
+    plt.close(fig)
+
+
+def _mean_over_seeds(df: pd.DataFrame, x: str = "pairs_seen") -> pd.DataFrame:
+    return df.groupby(["method", x], sort=True)["value"].agg(["mean", "min", "max"]).reset_index()
+
+
+def training_curves(curves: pd.DataFrame, methods: list[str], path, smooth: int = 5) -> None:
+    styles = method_styles(methods)
+    train = curves[curves["kind"] == "train"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, metric, label in zip(axes, ["loss", "rewards/margins"], ["training loss", "training reward margin"]):
+        for m in methods:
+            d = _mean_over_seeds(train[(train["method"] == m) & (train["metric"] == metric)])
+            if d.empty:
+                continue
+            y = d["mean"].rolling(smooth, min_periods=1).mean()
+            ax.plot(d["pairs_seen"], y, color=styles[m]["color"], label=display_name(m), lw=1.4)
+            ax.fill_between(d["pairs_seen"], d["min"].rolling(smooth, min_periods=1).mean(),
+                            d["max"].rolling(smooth, min_periods=1).mean(), color=styles[m]["color"], alpha=0.15,
+                            lw=0)
+        ax.set_xlabel("pairs seen")
+        ax.set_ylabel(f"{label} (running mean of {smooth})")
+    axes[0].legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def heldout_curves(curves: pd.DataFrame, methods: list[str], datasets: list[str], path) -> None:
+    styles = method_styles(methods)
+    ev = curves[curves["kind"] == "eval"]
+    fig, axes = plt.subplots(len(METRICS), len(datasets), figsize=(3.2 * len(datasets), 2.4 * len(METRICS)),
+                             squeeze=False, sharex=True)
+    for i, metric in enumerate(METRICS):
+        for j, dataset in enumerate(datasets):
+            ax = axes[i, j]
+            for m in methods:
+                d = _mean_over_seeds(ev[(ev["method"] == m) & (ev["dataset"] == dataset) & (ev["metric"] == metric)])
+                if d.empty:
+                    continue
+                ax.plot(d["pairs_seen"], d["mean"], color=styles[m]["color"], marker=styles[m]["marker"], ms=3,
+                        lw=1.2, label=display_name(m))
+                ax.fill_between(d["pairs_seen"], d["min"], d["max"], color=styles[m]["color"], alpha=0.15, lw=0)
+            if i == 0:
+                ax.set_title(dataset.upper())
+            if j == 0:
+                ax.set_ylabel(METRIC_LABELS[metric])
+            if i == len(METRICS) - 1:
+                ax.set_xlabel("pairs seen")
+    axes[0, 0].legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def final_metrics(summary: pd.DataFrame, methods: list[str], datasets: list[str], path) -> None:
+    styles = method_styles(methods)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.6 * len(METRICS), 3.2), squeeze=False)
+    width = 0.8 / len(methods)
+    x = np.arange(len(datasets))
+    for ax, metric in zip(axes[0], METRICS):
+        for k, m in enumerate(methods):
+            rows = summary[(summary["method"] == m) & (summary["metric"] == metric)].set_index("dataset")
+            means = [rows.loc[d, "mean"] if d in rows.index else np.nan for d in datasets]
+            cis = [rows.loc[d, "ci95"] if d in rows.index else np.nan for d in datasets]
+            ax.bar(x + (k - (len(methods) - 1) / 2) * width, means, width, color=styles[m]["color"],
+                   yerr=np.nan_to_num(cis), capsize=2, label=display_name(m))
+        ax.set_xticks(x, [d.upper() for d in datasets])
+        ax.set_ylabel(METRIC_LABELS[metric])
+    axes[0, 0].legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def tradeoff(summary: pd.DataFrame, methods: list[str], datasets: list[str], path) -> None:
+    styles = method_styles(methods)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3.0), squeeze=False)
+    acc, kl = "eval_rewards/accuracies", "eval_kl/token_mean"
+    for ax, dataset in zip(axes[0], datasets):
+        d = summary[summary["dataset"] == dataset].set_index(["method", "metric"])
+        for m in methods:
+            if (m, acc) not in d.index or (m, kl) not in d.index:
+                continue
+            ax.errorbar(d.loc[(m, kl), "mean"], d.loc[(m, acc), "mean"],
+                        xerr=np.nan_to_num(d.loc[(m, kl), "ci95"]), yerr=np.nan_to_num(d.loc[(m, acc), "ci95"]),
+                        color=styles[m]["color"], marker=styles[m]["marker"], ms=6, capsize=2, lw=1,
+                        label=display_name(m))
+        ax.set_title(dataset.upper())
+        ax.set_xlabel(METRIC_LABELS[kl])
+        ax.set_ylabel(METRIC_LABELS[acc])
+    axes[0, 0].legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    save(fig, path)

@@ -1,0 +1,122 @@
+"""The Snakemake workflow: validation, the paper's plan, and reruns limited to what a change touched."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+HAS_LATEX = shutil.which("latexmk") is not None and shutil.which("pdflatex") is not None
+
+
+def checkout(tmp_path: Path) -> Path:
+    """A copy of what the workflow reads (workflow/, config/, paper/) to run it in isolation."""
+    for name in ("workflow", "config", "paper"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def planned_jobs(output: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs, rule = [], None
+    for line in output.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):$", line.strip()):
+            rule = m.group(1)
+            jobs.append((rule, {}))
+        elif rule and (m := re.match(r"^wildcards: (.*)$", line.strip())):
+            jobs[-1] = (rule, dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
+    return jobs
+
+
+def write(path: Path, obj) -> str:
+    path.write_text(yaml.safe_dump(obj))
+    return str(path)
+
+
+def test_paper_config_plans_every_method_seed_and_split(tmp_path):
+    wd = checkout(tmp_path)
+    jobs = planned_jobs(snakemake(wd, "-n").stdout)
+    train = {(w["method"], w["seed"]) for r, w in jobs if r == "train"}
+    evaluate = {(w["method"], w["seed"], w["dataset"]) for r, w in jobs if r == "evaluate"}
+    assert len(train) == 5 * 3 and len(evaluate) == 5 * 3 * 3
+    assert {m for m, _ in train} == {"dpo", "ipo", "kto", "p2o", "pkto"}
+    assert sum(r == "reference" for r, _ in jobs) == 3 * 2  # once per split, shared by every method
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"methods": {"simpo": {}}}, "methods.simpo.loss"),
+    ({"methods": {"dpo": {"beta": 0.0}}}, "beta"),
+    ({"methods": {"p2o": {"eps_clip": 1.5}}}, "eps_clip"),
+    ({"methods": {"p2o": {"eps_clip": 0.0}}}, "eps_clip"),
+    ({"train": {"batch_size": "eight"}}, "batch_size"),
+    ({"data": {"n_train": -1}}, "n_train"),
+    ({"data": {"order": ["hh", "nope"]}}, "data.order"),
+    ({"tokenize": {"max_length": 32, "max_prompt_length": 64}}, "tokenize.max_length"),
+    ({"typo_section": {}}, "typo_section"),
+])
+def test_invalid_configs_stop_before_any_job(tmp_path, override, key):
+    wd = checkout(tmp_path)
+    proc = snakemake(wd, "-n", "--configfile", write(tmp_path / "bad.yaml", override), check=False)
+    assert proc.returncode != 0
+    assert key in proc.stdout + proc.stderr
+    assert not (wd / "results").exists()
+
+
+def test_missing_key_stops_the_run(tmp_path):
+    wd = checkout(tmp_path)
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    del cfg["tokenize"]
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(wd, "-n", check=False)
+    assert proc.returncode != 0 and "tokenize" in proc.stdout + proc.stderr
+
+
+REDUCED = {
+    "data": {"n_train": 16, "n_eval": 8},
+    "model": {"tiny": {"n_layer": 1, "n_head": 2, "n_embd": 32, "vocab_size": 512, "n_positions": 96}},
+    "tokenize": {"max_length": 64, "max_prompt_length": 32},
+    "sft": {"epochs": 1},
+    "train": {"eval_every": 2},
+    "method_order": ["dpo", "p2o"],
+    "methods": {"p2o": {"inner_steps": 2}},
+    "seeds": [0],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_LATEX, reason="the paper needs latexmk and pdflatex (Debian: latexmk, texlive-latex-*)")
+def test_reduced_demo_end_to_end_and_partial_rerun(tmp_path):
+    """Run the demo workflow (2 methods, 1 seed) to the paper PDF; then change P²O's ε and check
+    that a dry run plans only P²O's train/evaluate jobs and the aggregate-to-paper jobs."""
+    wd = checkout(tmp_path)
+    demo = ["--configfile", "config/demo.yaml", write(tmp_path / "reduced.yaml", REDUCED)]
+    snakemake(wd, "--cores", "2", "--resources", "gpu=1", *demo)
+    assert (wd / "results" / "paper" / "main.pdf").stat().st_size > 10_000
+    for method in ("dpo", "p2o"):
+        for dataset in ("hh", "shp", "uf"):
+            assert (wd / "results" / "evaluate" / method / "seed0" / f"{dataset}.json").exists()
+    assert "P$^2$O" in (wd / "results" / "paper" / "generated" / "table_all.tex").read_text()
+
+    changed = write(tmp_path / "eps.yaml", {"methods": {"p2o": {"eps_clip": 0.3}}})
+    jobs = planned_jobs(snakemake(wd, "-n", *demo, "--configfile", changed).stdout)
+    rules = {r for r, _ in jobs}
+    assert {w["method"] for r, w in jobs if r in ("train", "evaluate")} == {"p2o"}
+    assert sum(r == "train" for r, _ in jobs) == 1 and sum(r == "evaluate" for r, _ in jobs) == 3
+    assert rules - {"train", "evaluate"} == {"aggregate", "tables", "figures", "paper_numbers", "paper", "all"}
+
+    # nothing changed: nothing to do
+    assert planned_jobs(snakemake(wd, "-n", *demo).stdout) == []

@@ -1,0 +1,81 @@
+TABLES = DATASETS + ["all"]
+FIGURES = ["training_curves", "heldout_curves", "final_metrics", "tradeoff"]
+
+
+rule tables:
+    input:
+        summary="results/aggregate/summary.csv",
+    output:
+        tex=expand("results/paper/generated/table_{table}.tex", table=TABLES),
+        index="results/paper/generated/tables.tex",
+        csv=report(
+            expand("results/tables/{table}.csv", table=TABLES),
+            caption="../report/tables.rst",
+            category="Tables",
+        ),
+    params:
+        methods=METHODS,
+        tables=TABLES,
+    log:
+        "logs/tables.log",
+    script:
+        "../scripts/tables.py"
+
+
+rule figures:
+    input:
+        summary="results/aggregate/summary.csv",
+        curves="results/aggregate/curves.csv",
+    output:
+        **{
+            name: report(
+                f"results/paper/generated/{name}.pdf",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURES
+        },
+    params:
+        methods=METHODS,
+        datasets=DATASETS,
+    log:
+        "logs/figures.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule paper_numbers:
+    input:
+        summary="results/aggregate/summary.csv",
+        runs="results/aggregate/runs.csv",
+        manifests=expand("results/data/{dataset}/manifest.json", dataset=DATASETS),
+        train_summary=expand("results/train/{method}/seed{seed}/summary.json", method=METHODS[0], seed=SEEDS[0]),
+    output:
+        numbers="results/paper/generated/numbers.tex",
+        setup="results/paper/generated/setup.tex",
+        findings="results/paper/generated/findings.tex",
+    params:
+        model=CFG.model.name_or_path,
+        methods=METHODS,
+        datasets=DATASETS,
+    log:
+        "logs/paper_numbers.log",
+    script:
+        "../scripts/paper_numbers.py"
+
+
+rule paper:
+    input:
+        tex="paper/main.tex",
+        bib="paper/refs.bib",
+        tables=rules.tables.output.tex,
+        table_index=rules.tables.output.index,
+        figures=[f"results/paper/generated/{name}.pdf" for name in FIGURES],
+        numbers=rules.paper_numbers.output,
+    output:
+        report("results/paper/main.pdf", caption="../report/paper.rst", category="Paper"),
+    log:
+        "logs/paper.log",
+    shell:
+        "(cp {input.tex} {input.bib} results/paper/ && cd results/paper && "
+        "latexmk -pdf -interaction=nonstopmode -halt-on-error main.tex) > {log} 2>&1"

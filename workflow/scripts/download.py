@@ -1,0 +1,7 @@
+from _common import log_to, section
+from p2o import jobs
+from p2o.config import DatasetConfig
+
+log_to(snakemake)
+ds = section(DatasetConfig, {"format": "hh-rlhf", **snakemake.params.dataset}, "dataset")  # format: unused here
+jobs.download(ds, snakemake.output[0])

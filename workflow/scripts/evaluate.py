@@ -1,0 +1,10 @@
+from _common import device, log_to, section
+from p2o import jobs
+from p2o.config import EvalConfig, TokenizeConfig
+
+log_to(snakemake)
+wc, inp = snakemake.wildcards, snakemake.input
+jobs.evaluate(inp.policy, inp.model, inp.split, inp.reference, wc.dataset,
+              section(TokenizeConfig, snakemake.params.tokenize, "tokenize"),
+              section(EvalConfig, snakemake.params.evaluate, "evaluate"), snakemake.output[0], device(),
+              provenance={"method": wc.method, "seed": int(wc.seed)})

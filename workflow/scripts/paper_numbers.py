@@ -1,0 +1,15 @@
+from pathlib import Path
+
+import pandas as pd
+
+from _common import log_to
+from p2o.io import read_json, write_text
+from p2o.paper import findings_tex, numbers_tex, setup_tex
+
+log_to(snakemake)
+inp, p = snakemake.input, snakemake.params
+summary, runs = pd.read_csv(inp.summary), pd.read_csv(inp.runs)
+manifests = {Path(m).parent.name: read_json(m) for m in inp.manifests}
+write_text(snakemake.output.numbers, numbers_tex(summary, runs, manifests))
+write_text(snakemake.output.setup, setup_tex(runs, manifests, read_json(inp.train_summary[0]), p.model))
+write_text(snakemake.output.findings, findings_tex(summary, p.methods, p.datasets))

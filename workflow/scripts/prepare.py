@@ -1,0 +1,11 @@
+from pathlib import Path
+
+from _common import log_to
+from p2o.config import DatasetConfig
+from p2o.data import prepare_dataset
+
+log_to(snakemake)
+p = snakemake.params.prepare
+ds = DatasetConfig(format=p["format"], source=snakemake.input[0], min_score_ratio=p["min_score_ratio"])
+prepare_dataset(snakemake.wildcards.dataset, ds, p["n_train"], p["n_eval"], p["split_salt"],
+                Path(snakemake.output.manifest).parent)

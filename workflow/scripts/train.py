@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from _common import device, log_to, section
+from p2o import jobs
+from p2o.config import EvalConfig, OptimConfig, TokenizeConfig
+from p2o.losses import MethodSpec
+
+log_to(snakemake)
+p, inp = snakemake.params[0], snakemake.input
+names = p["datasets"]
+eval_splits = dict(zip(names, zip(inp.eval_splits, inp.eval_references))) if "evaluate" in p else None
+jobs.train(
+    inp.model, dict(zip(names, inp.splits)), dict(zip(names, inp.references)), MethodSpec(**p["method"]),
+    section(OptimConfig, p["train"], "train"), section(TokenizeConfig, p["tokenize"], "tokenize"),
+    int(snakemake.wildcards.seed), Path(snakemake.output.model).parent, device(), eval_splits,
+    section(EvalConfig, p["evaluate"], "evaluate") if "evaluate" in p else None,
+)
