@@ -45,6 +45,13 @@ def save(fig, path) -> None:
     plt.close(fig)
 
 
+def legend_above(fig, ax) -> None:
+    """One legend for the figure, in a row above the panels."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, fontsize=8)
+
+
 def _mean_over_seeds(df: pd.DataFrame, x: str = "pairs_seen") -> pd.DataFrame:
     return df.groupby(["method", x], sort=True)["value"].agg(["mean", "min", "max"]).reset_index()
 
@@ -65,8 +72,8 @@ def training_curves(curves: pd.DataFrame, methods: list[str], path, smooth: int 
                             lw=0)
         ax.set_xlabel("pairs seen")
         ax.set_ylabel(f"{label} (running mean of {smooth})")
-    axes[0].legend(frameon=False, fontsize=8)
-    fig.tight_layout()
+    axes[0].set_yscale("log")  # losses differ in scale by orders of magnitude (IPO's is squared)
+    legend_above(fig, axes[0])
     save(fig, path)
 
 
@@ -91,8 +98,7 @@ def heldout_curves(curves: pd.DataFrame, methods: list[str], datasets: list[str]
                 ax.set_ylabel(METRIC_LABELS[metric])
             if i == len(METRICS) - 1:
                 ax.set_xlabel("pairs seen")
-    axes[0, 0].legend(frameon=False, fontsize=7)
-    fig.tight_layout()
+    legend_above(fig, axes[0, 0])
     save(fig, path)
 
 
@@ -110,8 +116,7 @@ def final_metrics(summary: pd.DataFrame, methods: list[str], datasets: list[str]
                    yerr=np.nan_to_num(cis), capsize=2, label=display_name(m))
         ax.set_xticks(x, [d.upper() for d in datasets])
         ax.set_ylabel(METRIC_LABELS[metric])
-    axes[0, 0].legend(frameon=False, fontsize=7)
-    fig.tight_layout()
+    legend_above(fig, axes[0, 0])
     save(fig, path)
 
 
@@ -131,6 +136,5 @@ def tradeoff(summary: pd.DataFrame, methods: list[str], datasets: list[str], pat
         ax.set_title(dataset.upper())
         ax.set_xlabel(METRIC_LABELS[kl])
         ax.set_ylabel(METRIC_LABELS[acc])
-    axes[0, 0].legend(frameon=False, fontsize=7)
-    fig.tight_layout()
+    legend_above(fig, axes[0, 0])
     save(fig, path)

@@ -1,6 +1,7 @@
 """LaTeX (booktabs) tables of the summarised metrics: methods × metrics, mean ± 95 % CI.
 
-The best mean in each column is set in bold (highest accuracy and margin, lowest KL). A method
+The best mean in each column is set in bold (highest accuracy and margin, lowest KL; every
+method that ties for it). A method
 whose seeds give no interval (a single seed) shows the mean alone.
 """
 
@@ -27,10 +28,11 @@ def digits_for(metric: str) -> int:
 def method_table(summary: pd.DataFrame, dataset: str, methods: list[str], caption: str, label: str) -> str:
     """One table for one dataset (or 'all'): a row per method, a column per reported metric."""
     rows = summary[summary["dataset"] == dataset].set_index(["method", "metric"])
-    best = {}
+    best = {}  # metric -> the methods whose mean is the best (all of them when tied)
     for metric, direction in METRICS.items():
         means = {m: rows.loc[(m, metric), "mean"] for m in methods if (m, metric) in rows.index}
-        best[metric] = (max if direction == "max" else min)(means, key=means.get) if means else None
+        top = (max if direction == "max" else min)(means.values()) if means else None
+        best[metric] = {m for m, v in means.items() if abs(v - top) <= 1e-12}
     arrows = {"max": "$\\uparrow$", "min": "$\\downarrow$"}
     header = " & ".join(f"{METRIC_LABELS[m]} {arrows[d]}" for m, d in METRICS.items())
     lines = [
@@ -44,7 +46,7 @@ def method_table(summary: pd.DataFrame, dataset: str, methods: list[str], captio
                 cells.append("--")
                 continue
             r = rows.loc[(method, metric)]
-            cells.append(fmt(r["mean"], r["ci95"], digits_for(metric), best[metric] == method))
+            cells.append(fmt(r["mean"], r["ci95"], digits_for(metric), method in best[metric]))
         lines.append(f"{latex_name(method)} & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""Aggregation, tables, figures and generated paper text, on small hand-made result tables."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from p2o.aggregate import collect_curves, collect_metrics, collect_runs, overall, summarise, t_quantile
+from p2o.paper import findings_tex, numbers_tex
+from p2o.plots import final_metrics, heldout_curves, method_styles, tradeoff, training_curves
+from p2o.tables import method_table, table_csv
+
+ACC, MARGIN, KL = "eval_rewards/accuracies", "eval_rewards/margins", "eval_kl/token_mean"
+
+
+def metrics_frame(values: dict) -> pd.DataFrame:
+    """{(method, dataset): {metric: [value per seed]}} -> tidy metrics."""
+    rows = [{"method": m, "seed": s, "dataset": d, "metric": k, "value": v}
+            for (m, d), per_metric in values.items() for k, seeds in per_metric.items() for s, v in enumerate(seeds)]
+    return pd.DataFrame(rows)
+
+
+VALUES = {
+    ("dpo", "hh"): {ACC: [0.80, 0.90, 0.85], MARGIN: [1.0, 2.0, 1.5], KL: [0.30, 0.40, 0.35]},
+    ("p2o", "hh"): {ACC: [0.90, 0.90, 0.93], MARGIN: [1.0, 1.0, 1.3], KL: [0.10, 0.12, 0.11]},
+    ("dpo", "uf"): {ACC: [0.70, 0.70, 0.70], MARGIN: [0.5, 0.5, 0.5], KL: [0.2, 0.2, 0.2]},
+    ("p2o", "uf"): {ACC: [0.70, 0.70, 0.70], MARGIN: [0.4, 0.4, 0.4], KL: [0.1, 0.1, 0.1]},
+}
+
+
+def test_summary_uses_student_t_intervals():
+    s = summarise(metrics_frame(VALUES)).set_index(["method", "dataset", "metric"])
+    r = s.loc[("dpo", "hh", ACC)]
+    sd = pd.Series([0.80, 0.90, 0.85]).std(ddof=1)
+    assert r["mean"] == pytest.approx(0.85) and r["n_seeds"] == 3
+    assert r["ci95"] == pytest.approx(4.303 * sd / math.sqrt(3))
+    assert t_quantile(1) == 12.706 and t_quantile(100) == 1.96
+    one_seed = summarise(metrics_frame({("dpo", "hh"): {ACC: [0.5]}}))
+    assert math.isnan(one_seed["ci95"].iloc[0])
+
+
+def test_overall_averages_datasets_per_seed_first():
+    o = overall(metrics_frame(VALUES)).set_index(["method", "metric"])
+    assert o.loc[("dpo", ACC), "mean"] == pytest.approx((0.85 + 0.70) / 2)
+    per_seed = [(0.80 + 0.7) / 2, (0.90 + 0.7) / 2, (0.85 + 0.7) / 2]
+    assert o.loc[("dpo", ACC), "ci95"] == pytest.approx(4.303 * pd.Series(per_seed).std() / math.sqrt(3))
+
+
+def test_table_bolds_the_best_per_column_and_every_tie():
+    summary = summarise(metrics_frame(VALUES))
+    tex = method_table(summary, "hh", ["dpo", "p2o"], "caption", "tab:hh")
+    dpo_row = next(line for line in tex.splitlines() if line.startswith("DPO"))
+    p2o_row = next(line for line in tex.splitlines() if line.startswith("P$^2$O"))
+    assert "\\textbf{0.910" in p2o_row and "\\textbf{0.1100" in p2o_row  # accuracy up, KL down
+    assert "\\textbf{1.500" in dpo_row  # margin
+    assert "\\toprule" in tex and "\\label{tab:hh}" in tex
+    tied = method_table(summary, "uf", ["dpo", "p2o"], "c", "tab:uf")
+    assert tied.count("\\textbf{0.700") == 2
+    wide = table_csv(summary, "hh").set_index("method")
+    assert wide.loc["p2o", f"{ACC}:mean"] == pytest.approx(0.91)
+
+
+def test_findings_follow_the_numbers_and_need_three_seeds_for_a_verdict():
+    summary = summarise(metrics_frame(VALUES))
+    text = findings_tex(summary, ["dpo", "p2o"], ["hh", "uf"])
+    hh = next(line for line in text.splitlines() if line.startswith("On HH"))
+    assert "highest held-out reward accuracy is reached by P$^2$O (0.910)" in hh
+    assert "lowest KL per token by P$^2$O" in hh
+    assert "+0.060" in hh and "within the combined" in hh  # 0.91 vs 0.85 with wide 3-seed intervals
+    uf = next(line for line in text.splitlines() if line.startswith("On UF"))
+    assert "DPO and P$^2$O alike" in uf and "not tested" in uf  # identical seeds: zero-width interval
+    two_seeds = summarise(metrics_frame({k: {m: v[:2] for m, v in d.items()} for k, d in VALUES.items()}))
+    assert "with 2 seeds this gap is not tested" in findings_tex(two_seeds, ["dpo", "p2o"], ["hh"])
+
+
+def test_numbers_define_a_macro_per_result():
+    summary = summarise(metrics_frame(VALUES))
+    runs = pd.DataFrame({"method": ["dpo", "p2o"], "seed": [0, 0], "wall_s": [60.0, 120.0]})
+    manifests = {"hh": {"splits": {"train": {"n": 400}, "eval": {"n": 100}}}}
+    tex = numbers_tex(summary, runs, manifests)
+    assert "\\@namedef{res@p2o@hh@acc}{0.910}" in tex
+    assert "\\newcommand{\\nTrainPairs}{400}" in tex and "\\newcommand{\\totalTrainMinutes}{3.0}" in tex
+
+
+def test_collectors_read_the_runs_files(tmp_path):
+    ev = tmp_path / "e.json"
+    ev.write_text(json.dumps({"method": "p2o", "seed": 1, "dataset": "hh", "n_pairs": 8, ACC: 0.5, KL: 0.1}))
+    m = collect_metrics([ev])
+    assert set(m["metric"]) == {ACC, KL} and (m["seed"] == 1).all()
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"method": "p2o", "seed": 1, "loss": "p2o", "inner_steps": 3, "hparams": {},
+                                   "final": {"steps": 6}, "train": {"batch_size": 8}, "wall_s": 1.0}))
+    runs = collect_runs([summary])
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in [
+        {"kind": "train", "step": 3, "dataset": "hh", "inner_step": 2, "loss": 0.6},
+        {"kind": "eval", "step": 6, "dataset": "hh", ACC: 0.75}]))
+    curves = collect_curves({("p2o", 1): log}, runs)
+    assert curves.set_index("metric").loc["loss", "pairs_seen"] == 8  # 3 steps / K=3 = 1 batch of 8
+    assert curves.set_index("metric").loc[ACC, "pairs_seen"] == 16
+
+
+def test_figures_are_vector_pdfs_with_one_style_per_method(tmp_path):
+    metrics = metrics_frame(VALUES)
+    summary = summarise(metrics)
+    curves = pd.DataFrame([
+        {"method": m, "seed": s, "kind": k, "step": st, "pairs_seen": st * 8, "dataset": "hh", "metric": met,
+         "value": 0.5 + 0.01 * st}
+        for m in ("dpo", "p2o") for s in (0, 1) for st in range(1, 6)
+        for k, met in (("train", "loss"), ("train", "rewards/margins"), ("eval", ACC), ("eval", MARGIN), ("eval", KL))])
+    for fn, args in ((training_curves, (curves, ["dpo", "p2o"])),
+                     (heldout_curves, (curves, ["dpo", "p2o"], ["hh"])),
+                     (final_metrics, (summary, ["dpo", "p2o"], ["hh", "uf"])),
+                     (tradeoff, (summary, ["dpo", "p2o"], ["hh", "uf"]))):
+        out = tmp_path / f"{fn.__name__}.pdf"
+        fn(*args, out)
+        assert out.read_bytes().startswith(b"%PDF") and out.stat().st_size > 5000
+    # a method keeps its colour and marker whatever else is run, and new methods do not collide
+    assert method_styles(["p2o"])["p2o"] == method_styles(["dpo", "ipo", "p2o", "simpo"])["p2o"]
+    styles = method_styles(["dpo", "ipo", "kto", "p2o", "pkto", "simpo", "orpo"])
+    assert len({s["color"] for s in styles.values()}) == 7
