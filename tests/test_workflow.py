@@ -112,7 +112,7 @@ def test_reduced_demo_end_to_end_and_partial_rerun(tmp_path):
     assert "P$^2$O" in (wd / "results" / "paper" / "generated" / "table_all.tex").read_text()
 
     changed = write(tmp_path / "eps.yaml", {"methods": {"p2o": {"eps_clip": 0.3}}})
-    jobs = planned_jobs(snakemake(wd, "-n", *demo, "--configfile", changed).stdout)
+    jobs = planned_jobs(snakemake(wd, "-n", *demo, changed).stdout)  # one --configfile, several files
     rules = {r for r, _ in jobs}
     assert {w["method"] for r, w in jobs if r in ("train", "evaluate")} == {"p2o"}
     assert sum(r == "train" for r, _ in jobs) == 1 and sum(r == "evaluate" for r, _ in jobs) == 3

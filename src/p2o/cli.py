@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         if config:
             c.add_argument("-c", "--config", action="append", required=True,
                            help="YAML config; repeat to merge overrides (later files win)")
-            c.add_argument("--workdir", default="results", help="results folder (default: results)")
+            c.add_argument("--workdir", default="runs", help="output folder (default: runs; the workflow uses results)")
             c.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
         return c
 
