@@ -70,6 +70,7 @@ def test_every_method_has_metrics_for_every_split(demo_run):
                 assert math.isfinite(r[key]), (method, split, key)
             assert 0 <= r["eval_rewards/accuracies"] <= 1 and r["eval_kl/token_mean"] > 0
             assert len(r["split_sha256"]) == 64
+            assert r["provenance"]["versions"]["torch"] and r["provenance"]["device"] == "cpu"
 
 
 def test_training_logs_and_trust_region_bookkeeping(demo_run):
@@ -89,6 +90,8 @@ def test_training_logs_and_trust_region_bookkeeping(demo_run):
     assert all(r["eval_kl/token_mean"] < 1e-6 and r["eval_rewards/accuracies"] == 0 for r in step0)
     summary = read_json(results / "train" / "p2o" / "seed0" / "summary.json")
     assert summary["inner_steps"] == 2 and summary["final"]["steps"] == 18
+    assert summary["final"]["nonfinite_skipped"] == 0 and not any(r["skipped"] for r in train)
+    assert set(summary["split_sha256"]) == {"hh", "shp", "uf"} and "git_commit" in summary["provenance"]
     assert (results / "train" / "p2o" / "seed0" / "model" / "config.json").exists()
 
 

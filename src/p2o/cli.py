@@ -23,6 +23,7 @@ from pathlib import Path
 
 from p2o import jobs
 from p2o.config import Config, ConfigError, load_config
+from p2o.train import NonFiniteLossError
 
 PARTS = ("train", "eval")
 
@@ -136,7 +137,7 @@ def cmd_evaluate(args, cfg: Config) -> None:
         out = Path(args.out) / f"{name}.json" if args.out else paths.evaluate(args.method or "policy", args.seed, name)
         jobs.evaluate(policy_dir, args.model or paths.sft / "model", paths.split(name, "eval"),
                       reference_file(paths, args.reference, name, "eval"), name, cfg.tokenize, cfg.evaluate, out,
-                      args.device, provenance={"method": args.method, "seed": args.seed, "config_hash": cfg.hash()})
+                      args.device, run={"method": args.method, "seed": args.seed, "config_hash": cfg.hash()})
 
 
 def cmd_demo(args, cfg: Config) -> None:
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.needs_config and args.device is None:
             args.device = default_device()
         args.fn(args, cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, ValueError, NonFiniteLossError) as e:
         print(f"p2o {args.command}: error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -120,6 +120,7 @@ class OptimConfig:
     autocast: str = "none"  # 'none' (fp32) or 'bf16' (GPU only; emulated and ~10x slower on CPU)
     log_every: int = 1  # optimizer steps between JSONL records
     eval_every: int = 0  # optimizer steps between held-out evaluations (0: only at the end)
+    max_nonfinite_frac: float = 0.01  # stop once more than this fraction of planned steps had NaN/Inf loss
 
     def validate(self, key: str) -> None:
         _positive(self.lr, f"{key}.lr")
@@ -127,6 +128,8 @@ class OptimConfig:
         _positive(self.epochs, f"{key}.epochs")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"config key '{key}.warmup_ratio' must be in [0, 1)")
+        if not 0 <= self.max_nonfinite_frac < 1:
+            raise ConfigError(f"config key '{key}.max_nonfinite_frac' must be in [0, 1)")
         if self.autocast not in ("none", "bf16"):
             raise ConfigError(f"config key '{key}.autocast': {self.autocast!r} is not 'none' or 'bf16'")
 

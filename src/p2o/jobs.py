@@ -23,6 +23,7 @@ from pathlib import Path
 from p2o.config import DatasetConfig, EvalConfig, ModelConfig, OptimConfig, TokenizeConfig
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
 from p2o.losses import MethodSpec
+from p2o.provenance import provenance
 
 PathLike = str | Path
 
@@ -99,7 +100,9 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     with JsonlLog(out_dir / "log.jsonl") as log:
         result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device)
     save_model(model, tokenizer, out_dir / "model")
-    summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result}
+    summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result,
+               "split_sha256": {name: split_hash(path) for name, path in train_splits.items()},
+               "provenance": provenance(device)}
     write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -159,6 +162,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
         "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
         "split_sha256": {name: split_hash(path) for name, path in train_splits.items()}, "final": result,
+        "provenance": provenance(device),
     }
     write_json(out_dir / "summary.json", summary)
     return summary
@@ -166,8 +170,9 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
 
 def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, ref_path: PathLike, dataset: str,
              tokenize: TokenizeConfig, evaluate: EvalConfig, out_path: PathLike, device: str = "cpu",
-             provenance: Mapping | None = None) -> dict:
-    """Held-out metrics of ``policy_dir`` on one split against the reference model ``model_dir``."""
+             run: Mapping | None = None) -> dict:
+    """Held-out metrics of ``policy_dir`` on one split against the reference model ``model_dir``;
+    ``run`` (method, seed, ...) is recorded with them."""
     from p2o.evaluate import evaluate_split
     from p2o.models import load_model, load_tokenizer
     from p2o.reference import ReferenceLogps
@@ -178,8 +183,8 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, re
     ref = ReferenceLogps.load(ref_path, split, tokenize)
     metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
                              evaluate.batch_size, device)
-    record = {**(provenance or {}), "dataset": dataset, "policy": str(policy_dir),
-              "split_sha256": split_hash(split_path), **metrics}
+    record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir), "split_sha256": split_hash(split_path),
+              **metrics, "provenance": provenance(device)}
     write_json(out_path, record)
     print(f"{dataset}: accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "
           f"{metrics['eval_rewards/margins']:.3f}  KL/token {metrics['eval_kl/token_mean']:.4f}  -> {out_path}",

@@ -55,28 +55,56 @@ def autocast(cfg: OptimConfig, device: str):
     return contextlib.nullcontext()
 
 
-class Optimizer:
-    """AdamW + schedule + clipping: ``step(loss)`` does backward, clip, step, zero_grad."""
+class NonFiniteLossError(RuntimeError):
+    """Too many steps had a NaN/Inf loss or gradient."""
 
-    def __init__(self, model, cfg: OptimConfig, total_steps: int):
+
+class Optimizer:
+    """AdamW + schedule + clipping: ``step(loss)`` does backward, clip, step, zero_grad.
+
+    A step whose loss or gradient norm is not finite changes no weight: it is skipped and counted
+    (the schedule still advances, so it stays aligned with the data). Once more than
+    ``cfg.max_nonfinite_frac`` of the planned steps were skipped, training stops with
+    ``NonFiniteLossError``.
+    """
+
+    def __init__(self, model, cfg: OptimConfig, total_steps: int, section: str = "train"):
         decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-        self.model, self.cfg, self.total_steps = model, cfg, total_steps
+        self.model, self.cfg, self.total_steps, self.section = model, cfg, total_steps, section
         self.warmup_steps = int(cfg.warmup_ratio * total_steps)
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-        self.steps = 0
+        self.steps = self.skipped = 0
 
-    def step(self, loss: torch.Tensor) -> tuple[float, float]:
+    def step(self, loss: torch.Tensor) -> tuple[float, float, bool]:
+        """(grad norm, learning rate, skipped) of one optimizer step on ``loss``."""
         lr = get_lr(self.steps, self.total_steps, self.warmup_steps, self.cfg.lr)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-        self.opt.step()
+        grad_norm = torch.tensor(float("nan"))
+        if torch.isfinite(loss):
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        skipped = not torch.isfinite(grad_norm)
+        if not skipped:
+            self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.steps += 1
-        return float(grad_norm), lr
+        if skipped:
+            self.skipped += 1
+            if self.skipped > self.cfg.max_nonfinite_frac * self.total_steps:
+                raise NonFiniteLossError(
+                    f"{self.skipped} of {self.steps} optimizer steps had a non-finite loss or gradient, more than "
+                    f"{self.section}.max_nonfinite_frac = {self.cfg.max_nonfinite_frac} of the {self.total_steps} "
+                    f"planned; lower the learning rate or check the data")
+        return float(grad_norm), lr, skipped
+
+
+def finite(record: dict) -> dict:
+    """The record with every non-finite number replaced by None: JSON has no NaN, and a missing
+    value must show as missing, never as a silent NaN."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
 
 
 class StepLog:
@@ -91,7 +119,7 @@ class StepLog:
     def step(self, step: int, tokens: int, record: dict) -> None:
         self.tokens += tokens
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+        self.bar.set_postfix(loss="nan" if record["loss"] is None else f"{record['loss']:.4f}", refresh=False)
         if self.log is not None and step % self.every == 0:
             now = time.perf_counter()
             record.update(tokens_per_s=self.tokens / max(now - self.t0, 1e-9), elapsed_s=now - self.start)
@@ -111,18 +139,19 @@ def sft(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, pa
     torch.manual_seed(seed)
     model.train(cfg.dropout)
     total = cfg.epochs * n_batches(splits, cfg.batch_size)
-    opt, steps = Optimizer(model, cfg, total), StepLog(log, total, "sft", cfg.log_every)
+    opt, steps = Optimizer(model, cfg, total, "sft"), StepLog(log, total, "sft", cfg.log_every)
     record = {}
     for epoch, split, index in epoch_batches(splits, cfg.batch_size, cfg.epochs, seed):
         batch = pad_sequences([split.prompt[i] for i in index], [split.chosen[i] for i in index], pad_id).to(device)
         with autocast(cfg, device):
             sums, counts = sequence_logps(model, batch)
         loss = -sums.sum() / counts.sum()
-        grad_norm, lr = opt.step(loss)
-        record = {"epoch": epoch, "dataset": split.dataset, "loss": loss.item(), "grad_norm": grad_norm, "lr": lr}
+        grad_norm, lr, skipped = opt.step(loss)
+        record = finite({"epoch": epoch, "dataset": split.dataset, "loss": loss.item(), "grad_norm": grad_norm,
+                         "lr": lr, "skipped": skipped})
         steps.step(opt.steps, batch.n_tokens, dict(record))
     steps.close()
-    return {"steps": opt.steps, **record}
+    return {"steps": opt.steps, "nonfinite_skipped": opt.skipped, **record}
 
 
 def train_preference(
@@ -172,14 +201,15 @@ def train_preference(
                     with torch.no_grad():  # KTO's z0 carries no gradient; estimated once per batch
                         policy_kl, _ = sequence_logps(model, batch.kl)
             loss, metrics = method(policy, reference, snapshot, policy_kl, reference_kl)
-            grad_norm, lr = opt.step(loss)
-            record = {"epoch": epoch, "dataset": split.dataset, "inner_step": inner, "loss": loss.item(),
-                      **{k: v.item() for k, v in metrics.items()}, "grad_norm": grad_norm, "lr": lr}
-            tokens = batch.n_tokens if inner == 0 or not method.needs_kl_rows else batch.pairs.n_tokens
+            grad_norm, lr, skipped = opt.step(loss)
+            record = finite({"epoch": epoch, "dataset": split.dataset, "inner_step": inner, "loss": loss.item(),
+                             **{k: v.item() for k, v in metrics.items()}, "grad_norm": grad_norm, "lr": lr,
+                             "skipped": skipped})
+            tokens = batch.pairs.n_tokens + (batch.kl.n_tokens if batch.kl is not None and inner == 0 else 0)
             steps.step(opt.steps, tokens, dict(record))
             if cfg.eval_every and opt.steps % cfg.eval_every == 0 and opt.steps < total:
                 run_eval()
     steps.close()
     run_eval()
-    return {"steps": opt.steps, **record}
+    return {"steps": opt.steps, "nonfinite_skipped": opt.skipped, **record}
 

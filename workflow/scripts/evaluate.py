@@ -7,4 +7,4 @@ wc, inp = snakemake.wildcards, snakemake.input
 jobs.evaluate(inp.policy, inp.model, inp.split, inp.reference, wc.dataset,
               section(TokenizeConfig, snakemake.params.tokenize, "tokenize"),
               section(EvalConfig, snakemake.params.evaluate, "evaluate"), snakemake.output[0], device(),
-              provenance={"method": wc.method, "seed": int(wc.seed)})
+              run={"method": wc.method, "seed": int(wc.seed)})
