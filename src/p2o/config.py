@@ -121,6 +121,7 @@ class OptimConfig:
     log_every: int = 1  # optimizer steps between JSONL records
     eval_every: int = 0  # optimizer steps between held-out evaluations (0: only at the end)
     max_nonfinite_frac: float = 0.01  # stop once more than this fraction of planned steps had NaN/Inf loss
+    checkpoint_every: int = 0  # optimizer steps between resumable checkpoints (0: none), at batch ends
 
     def validate(self, key: str) -> None:
         _positive(self.lr, f"{key}.lr")
@@ -128,6 +129,8 @@ class OptimConfig:
         _positive(self.epochs, f"{key}.epochs")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"config key '{key}.warmup_ratio' must be in [0, 1)")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"config key '{key}.checkpoint_every' must be >= 0")
         if not 0 <= self.max_nonfinite_frac < 1:
             raise ConfigError(f"config key '{key}.max_nonfinite_frac' must be in [0, 1)")
         if self.autocast not in ("none", "bf16"):

@@ -76,16 +76,21 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 class JsonlLog:
-    """Append-only JSONL log, flushed after every record so that a killed job keeps its history."""
+    """Append-only JSONL log, flushed after every record so that a killed job keeps its history.
+
+    ``records`` holds what was written, so that a training checkpoint can carry the log with it.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "w", encoding="utf-8")
+        self.records: list[dict] = []
 
     def write(self, record: dict) -> None:
         self._f.write(json.dumps(record, default=_json_default) + "\n")
         self._f.flush()
+        self.records.append(record)
 
     def close(self) -> None:
         self._f.close()

@@ -98,7 +98,8 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     start = time.time()
     with JsonlLog(out_dir / "log.jsonl") as log:
-        result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device)
+        result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device,
+                         checkpoint=out_dir / "checkpoint.pt")
     save_model(model, tokenizer, out_dir / "model")
     summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result,
                "split_sha256": {name: split_hash(path) for name, path in train_splits.items()},
@@ -125,6 +126,9 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
           device: str = "cpu", eval_splits: Mapping[str, tuple[PathLike, PathLike]] | None = None,
           evaluate: EvalConfig | None = None) -> dict:
     """Preference training from the SFT model; writes ``out_dir/{model/, log.jsonl, summary.json}``.
+
+    With ``optim.checkpoint_every > 0`` a killed job rerun with the same arguments resumes from
+    ``out_dir/checkpoint.pt`` and ends as an uninterrupted run would.
 
     ``train_splits`` and ``train_refs`` map dataset -> file, in training order. With
     ``optim.eval_every > 0``, ``eval_splits`` (dataset -> (split file, reference file)) are
@@ -156,7 +160,8 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
 
     start = time.time()
     with JsonlLog(out_dir / "log.jsonl") as log:
-        result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator)
+        result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator,
+                                  checkpoint=out_dir / "checkpoint.pt")
     save_model(policy, tokenizer, out_dir / "model")
     summary = {
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,

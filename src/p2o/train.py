@@ -12,15 +12,18 @@ record: loss, metrics, grad norm, learning rate, tokens/s.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from p2o.config import OptimConfig
-from p2o.io import JsonlLog
+from p2o.io import JsonlLog, atomic_path
 from p2o.logps import pair_logps, sequence_logps
 from p2o.losses import MethodSpec
 from p2o.reference import ReferenceLogps
@@ -101,6 +104,57 @@ class Optimizer:
         return float(grad_norm), lr, skipped
 
 
+class Checkpoint:
+    """Resumable training state, saved every ``every`` optimizer steps at the end of a batch.
+
+    One file holds the model, the optimizer (AdamW moments), the step and skip counters, the
+    number of batches done (the batch order is a function of the seed, so this is the position in
+    the data), the torch RNG state and the log records so far. Only the newest is kept (it is
+    overwritten atomically); it is removed when training ends. Checkpoints fall between batches,
+    so no P²O snapshot is ever pending in one. ``run`` identifies the job: a checkpoint of another
+    run is an error, not something to resume from.
+    """
+
+    def __init__(self, path: str | Path | None, every: int, model, opt: Optimizer, log: JsonlLog | None,
+                 run: dict):
+        self.path = Path(path) if path and every else None
+        self.every, self.model, self.opt, self.log, self.run = every, model, opt, log, run
+        self.next = every
+
+    def restore(self) -> int:
+        """Load the checkpoint if there is one; return the number of batches already done."""
+        if self.path is None or not self.path.exists():
+            return 0
+        state = torch.load(self.path, weights_only=False)
+        if state["run"] != self.run:
+            raise ValueError(f"{self.path} is a checkpoint of another run ({state['run']}, not {self.run}); "
+                             f"delete it to start afresh")
+        self.model.load_state_dict(state["model"])
+        self.opt.opt.load_state_dict(state["optimizer"])
+        self.opt.steps, self.opt.skipped = state["steps"], state["skipped"]
+        torch.set_rng_state(state["torch_rng"])
+        if self.log is not None:
+            for record in state["records"]:
+                self.log.write(record)
+        self.next = (self.opt.steps // self.every + 1) * self.every
+        print(f"resumed from {self.path} at optimizer step {self.opt.steps}", file=sys.stderr)
+        return state["batches_done"]
+
+    def after_batch(self, batches_done: int) -> None:
+        if self.path is None or self.opt.steps < self.next:
+            return
+        state = {"run": self.run, "model": self.model.state_dict(), "optimizer": self.opt.opt.state_dict(),
+                 "steps": self.opt.steps, "skipped": self.opt.skipped, "batches_done": batches_done,
+                 "torch_rng": torch.get_rng_state(), "records": self.log.records if self.log else []}
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+        self.next = (self.opt.steps // self.every + 1) * self.every
+
+    def finish(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def finite(record: dict) -> dict:
     """The record with every non-finite number replaced by None: JSON has no NaN, and a missing
     value must show as missing, never as a silent NaN."""
@@ -113,6 +167,9 @@ class StepLog:
     def __init__(self, log: JsonlLog | None, total: int, desc: str, every: int):
         self.log, self.every = log, max(1, every)
         self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+
+    def resume_at(self, step: int) -> None:
+        self.bar.update(step)
         self.t0 = self.start = time.perf_counter()
         self.tokens = 0
 
@@ -131,7 +188,7 @@ class StepLog:
 
 
 def sft(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, pad_id: int,
-        log: JsonlLog | None = None, device: str = "cpu") -> dict:
+        log: JsonlLog | None = None, device: str = "cpu", checkpoint: str | Path | None = None) -> dict:
     """Supervised fine-tuning on the chosen responses: L = −(Σ log π(y⁺ | x)) / (Σ |y⁺|) per batch.
 
     As in Rafailov et al. 2023 (§6), the SFT model is the reference π_ref of every method.
@@ -140,8 +197,12 @@ def sft(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, pa
     model.train(cfg.dropout)
     total = cfg.epochs * n_batches(splits, cfg.batch_size)
     opt, steps = Optimizer(model, cfg, total, "sft"), StepLog(log, total, "sft", cfg.log_every)
+    ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log, {"job": "sft", "seed": seed, "total": total})
+    done = ckpt.restore()
+    steps.resume_at(opt.steps)
     record = {}
-    for epoch, split, index in epoch_batches(splits, cfg.batch_size, cfg.epochs, seed):
+    batches = epoch_batches(splits, cfg.batch_size, cfg.epochs, seed)
+    for n, (epoch, split, index) in enumerate(itertools.islice(batches, done, None), start=done + 1):
         batch = pad_sequences([split.prompt[i] for i in index], [split.chosen[i] for i in index], pad_id).to(device)
         with autocast(cfg, device):
             sums, counts = sequence_logps(model, batch)
@@ -150,7 +211,9 @@ def sft(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, pa
         record = finite({"epoch": epoch, "dataset": split.dataset, "loss": loss.item(), "grad_norm": grad_norm,
                          "lr": lr, "skipped": skipped})
         steps.step(opt.steps, batch.n_tokens, dict(record))
+        ckpt.after_batch(n)
     steps.close()
+    ckpt.finish()
     return {"steps": opt.steps, "nonfinite_skipped": opt.skipped, **record}
 
 
@@ -165,6 +228,7 @@ def train_preference(
     log: JsonlLog | None = None,
     device: str = "cpu",
     evaluator: Callable[[object], dict[str, dict]] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> dict:
     """Train ``model`` with ``method`` on ``splits`` against the precomputed reference log-probs.
 
@@ -185,8 +249,14 @@ def train_preference(
             log.write({"kind": "eval", "step": opt.steps, "dataset": split_name, **metrics})
         model.train(cfg.dropout)
 
-    run_eval()  # step 0: the policy equals the reference
-    for epoch, split, index in epoch_batches(splits, cfg.batch_size, cfg.epochs, seed):
+    ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log,
+                      {"job": "train", "method": method.name, "seed": seed, "total": total})
+    done = ckpt.restore()
+    steps.resume_at(opt.steps)
+    if not done:
+        run_eval()  # step 0: the policy equals the reference
+    batches = epoch_batches(splits, cfg.batch_size, cfg.epochs, seed)
+    for n, (epoch, split, index) in enumerate(itertools.islice(batches, done, None), start=done + 1):
         batch = collate_pairs(split, index, pad_id, with_kl=method.needs_kl_rows).to(device)
         ref = references[split.dataset]
         reference = ref.pairs(batch.index).to(device)
@@ -209,7 +279,9 @@ def train_preference(
             steps.step(opt.steps, tokens, dict(record))
             if cfg.eval_every and opt.steps % cfg.eval_every == 0 and opt.steps < total:
                 run_eval()
+        ckpt.after_batch(n)
     steps.close()
     run_eval()
+    ckpt.finish()
     return {"steps": opt.steps, "nonfinite_skipped": opt.skipped, **record}
 
