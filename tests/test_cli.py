@@ -107,12 +107,17 @@ def test_reference_log_probs_are_shared_and_checked(demo_run):
     assert r["eval_reference/max_abs_gap"] < 1e-3
 
 
-def test_config_errors_name_the_key_and_exit_2(tmp_path, capsys):
-    bad = write_config(tmp_path / "bad.yaml", {"methods": {"p2o": {"eps_clip": 1.5}}})
+@pytest.mark.parametrize("override, key", [
+    ({"methods": {"p2o": {"eps_clip": 1.5}}}, "methods.p2o.eps_clip"),
+    ({"data": {"n_train": 0}}, "data.n_train"),
+    ({"data": {"n_eval": -3}}, "data.n_eval"),
+])
+def test_config_errors_name_the_key_and_exit_2(tmp_path, capsys, override, key):
+    bad = write_config(tmp_path / "bad.yaml", override)
     with pytest.raises(SystemExit) as e:
         run("prepare", "-c", "config/config.yaml", "-c", bad, "--workdir", tmp_path)
     assert e.value.code == 2
-    assert "methods.p2o.eps_clip" in capsys.readouterr().err
+    assert key in capsys.readouterr().err
 
 
 def test_real_hh_rows_end_to_end(shared_data, tmp_path):

@@ -66,13 +66,13 @@ class DataConfig:
                                   f"({sorted(self.datasets)})")
         if self.order is not None and (not self.order or len(set(self.order)) != len(self.order)):
             raise ConfigError(f"config key '{key}.order' must list datasets once each, got {self.order}")
+        _positive(self.n_train, f"{key}.n_train")
+        _positive(self.n_eval, f"{key}.n_eval")
 
     @property
     def names(self) -> list[str]:
         """Dataset names in training order."""
         return list(self.order) if self.order is not None else list(self.datasets)
-        _positive(self.n_train, f"{key}.n_train")
-        _positive(self.n_eval, f"{key}.n_eval")
 
 
 @dataclass

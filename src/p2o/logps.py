@@ -10,7 +10,6 @@ with one ``index_add`` (no Python loop over samples).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from p2o.losses import PairLogps
