@@ -1,8 +1,9 @@
 """Schema violations in raw preference rows: ``DataFormatError`` and the field checks that raise it.
 
 A raw row that does not match its dataset's schema (a missing required key, a value of the wrong
-type, an SHP ``labels`` value other than 0 or 1, a line that is not a JSON object) is an error, not
-a drop: the message names the file (or hub split), the 0-based row index and the field, e.g.
+type, a string holding a lone surrogate, an SHP ``labels`` value other than 0 or 1, a line that is
+not valid UTF-8 or not a JSON object) is an error, not a drop: the message names the file (or hub
+split), the 0-based row index and the field, e.g.
 ``data/shp.jsonl, row 12 (0-based), field 'labels': expected 0 or 1, got 3``.
 """
 
@@ -42,8 +43,11 @@ class RowRef(NamedTuple):
 
 
 def show(value: Any, limit: int = 60) -> str:
-    """A short ``repr`` of a value with its type, for error messages."""
-    text = repr(value)
+    """A short ``repr`` of a value with its type, for error messages (never raises)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int beyond the str-conversion limit, a deeply nested list
+        text = f"<{type(value).__name__} too large to show>"
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"{text} ({type(value).__name__})"
@@ -56,10 +60,18 @@ def _get(obj: dict, key: str, ref: RowRef, field: str) -> Any:
 
 
 def get_str(obj: dict, key: str, ref: RowRef, field: str | None = None) -> str:
-    """``obj[key]``, which must be a string."""
+    """``obj[key]``, which must be a string of valid Unicode (a lone surrogate, e.g. from a JSON
+    ``"\\ud800"`` escape, cannot be encoded as UTF-8 and is rejected)."""
     value = _get(obj, key, ref, field or key)
     if not isinstance(value, str):
         raise ref.error(field or key, f"expected a string, got {show(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ref.error(
+            field or key,
+            f"not valid Unicode: lone surrogate {value[e.start]!r} at character {e.start}",
+        ) from None
     return value
 
 
@@ -74,9 +86,15 @@ def get_int(obj: dict, key: str, ref: RowRef, field: str | None = None) -> int:
 def get_number(obj: dict, key: str, ref: RowRef, field: str | None = None) -> float:
     """``obj[key]``, which must be a finite int or float (``bool`` is rejected)."""
     value = _get(obj, key, ref, field or key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ref.error(field or key, f"expected a finite number, got {show(value)}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise ref.error(field or key, f"expected a finite number, got {show(value)}")
+    return number
 
 
 def get_list(obj: dict, key: str, ref: RowRef, field: str | None = None) -> list:

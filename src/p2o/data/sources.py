@@ -10,14 +10,19 @@
   ``datasets.load_dataset(ds.source, data_dir=ds.data_dir, split=ds.split, revision=ds.revision)``.
 
 A source that looks local (starts with ``.``, ``/`` or ``~``, or ends with a known suffix) but does
-not exist raises ``FileNotFoundError`` instead of querying the hub. A line that is not valid JSON, or
-not a JSON object, raises ``DataFormatError`` naming the file and row.
+not exist raises ``FileNotFoundError`` instead of querying the hub. Files are UTF-8 (a leading byte
+order mark is skipped). A line that is not valid UTF-8, not valid JSON (including a number too long
+to convert or nesting too deep to decode) or not a JSON object raises ``DataFormatError`` naming the
+file and row; so do a corrupt or truncated ``.gz`` stream (naming the row being read) and an
+unreadable ``.json`` or ``.parquet`` file (naming the file, and for ``.json`` the line in the
+message).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,39 +95,87 @@ def read_file_rows(path: Path) -> Iterator[tuple[str, int, dict]]:
     name = path.name.lower()
     origin = str(path)
     if name.endswith((".jsonl", ".jsonl.gz")):
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for index, line in enumerate(f):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataFormatError(
-                        origin, index, None, f"not valid JSON ({e.msg} at column {e.colno})"
-                    ) from None
-                yield origin, index, _check_object(row, origin, index)
+        yield from _read_jsonl(path, origin, gz=name.endswith(".gz"))
     elif name.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            try:
-                rows = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(
-                    origin, None, None, f"not valid JSON ({e.msg} at line {e.lineno})"
-                ) from None
-        if not isinstance(rows, list):
-            raise DataFormatError(
-                origin, None, None, f"a .json source must hold a list of rows, got {show(rows)}"
-            )
-        for index, row in enumerate(rows):
-            yield origin, index, _check_object(row, origin, index)
+        yield from _read_json(path, origin)
     elif name.endswith(".parquet"):
-        import pyarrow.parquet as pq  # a dependency of `datasets`
+        import pyarrow as pa  # a dependency of `datasets`
+        import pyarrow.parquet as pq
 
-        for index, row in enumerate(pq.read_table(path).to_pylist()):
+        try:
+            table = pq.read_table(path)
+        except pa.ArrowException as e:
+            raise DataFormatError(origin, None, None, f"not a readable parquet file ({e})") from None
+        for index, row in enumerate(table.to_pylist()):
             yield origin, index, row
     else:
         raise ValueError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
+
+
+# Files are decoded with errors="surrogateescape": an invalid byte becomes one of U+DC80..U+DCFF,
+# which valid UTF-8 never decodes to, so `_utf8_error` finds it before JSON parsing can bury it in
+# a string value. Text mode keeps universal newlines, as before.
+ENCODING = dict(encoding="utf-8-sig", errors="surrogateescape")
+
+
+def _read_jsonl(path: Path, origin: str, gz: bool) -> Iterator[tuple[str, int, dict]]:
+    opener = gzip.open if gz else open
+    with opener(path, "rt", **ENCODING) as f:
+        lines = iter(f)
+        index = 0
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                return
+            except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+                problem = f"corrupt or truncated gzip stream ({type(e).__name__}: {e})"
+                raise DataFormatError(origin, index, None, problem) from None
+            if line.strip():
+                bad = _utf8_error(line)
+                if bad is not None:
+                    raise DataFormatError(origin, index, None, f"not valid UTF-8 ({bad})")
+                yield origin, index, _check_object(_loads(line, origin, index), origin, index)
+            index += 1
+
+
+def _read_json(path: Path, origin: str) -> Iterator[tuple[str, int, dict]]:
+    with open(path, **ENCODING) as f:
+        text = f.read()
+    bad = _utf8_error(text)
+    if bad is not None:
+        raise DataFormatError(origin, None, None, f"not valid UTF-8 ({bad})")
+    rows = _loads(text, origin, None)
+    if not isinstance(rows, list):
+        raise DataFormatError(origin, None, None, f"a .json source must hold a list of rows, got {show(rows)}")
+    for index, row in enumerate(rows):
+        yield origin, index, _check_object(row, origin, index)
+
+
+def _utf8_error(text: str) -> str | None:
+    """Where the first undecodable byte of ``text`` (decoded with surrogateescape) is, or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        line = text.count("\n", 0, e.start) + 1
+        column = e.start - (text.rfind("\n", 0, e.start) + 1) + 1
+        byte = ord(text[e.start]) - 0xDC00
+        where = f"line {line}, column {column}" if "\n" in text.rstrip("\n") else f"column {column}"
+        return f"byte 0x{byte:02x} at {where}"
+    return None
+
+
+def _loads(text: str, origin: str, index: int | None) -> object:
+    """``json.loads(text)``; every decoding failure is a ``DataFormatError`` naming file and row."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        where = f"line {e.lineno}, column {e.colno}" if index is None else f"column {e.colno}"
+        raise DataFormatError(origin, index, None, f"not valid JSON ({e.msg} at {where})") from None
+    except ValueError as e:  # e.g. an integer literal beyond sys.get_int_max_str_digits()
+        raise DataFormatError(origin, index, None, f"not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataFormatError(origin, index, None, "not valid JSON (nested too deeply to decode)") from None
 
 
 def _check_object(row: object, origin: str, index: int) -> dict:
