@@ -8,14 +8,19 @@ preferred, 0: B is preferred), ``seconds_difference`` float, ``score_ratio`` flo
 dispreferred score, >= 1).
 
 Only ``history``, ``human_ref_A``, ``human_ref_B``, ``labels`` and ``score_ratio`` are required and
-type-checked; the other fields may be absent. As in the DPO reference implementation
+type-checked; the other fields may be absent (or null). ``score_A`` and ``score_B``, when present and
+not null, must be integers and must agree with ``labels``: in SHP the preferred comment is the one
+with the higher score, so ``labels == 1`` requires ``score_A > score_B`` and ``labels == 0``
+requires ``score_B > score_A``; a row that contradicts itself raises ``DataFormatError`` on
+``labels`` rather than becoming a pair of unknown direction. As in the DPO reference implementation
 (eric-mitchell/direct-preference-optimization, ``get_shp``): prompt =
 ``"\\n\\nHuman: " + history + "\\n\\nAssistant:"``, responses ``" " + human_ref_X``, and the optional
 ``min_score_ratio`` filter (the SHP authors and the reference use 2) keeps rows with
 ``score_ratio >= min_score_ratio``.
 
 Drop reasons, checked in this order: ``score_ratio_below_min``, ``empty_response``,
-``identical_responses``. ``labels`` outside {0, 1} raises ``DataFormatError``.
+``identical_responses``. ``labels`` outside {0, 1} (``True``, ``1.0`` and ``"1"`` included) raises
+``DataFormatError``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ def parse_shp(row: dict, ref: RowRef, ds: DatasetConfig) -> Parsed:
             get_int(row, "labels", ref)  # raises: missing
         raise ref.error("labels", f"expected 0 or 1, got {show(labels)}")
     score_ratio = get_number(row, "score_ratio", ref)
+    scores = _optional_int(row, "score_A", ref), _optional_int(row, "score_B", ref)
+    if None not in scores:
+        preferred, other = ("A", "B") if labels == 1 else ("B", "A")
+        by_side = dict(zip("AB", scores, strict=True))
+        if by_side[preferred] <= by_side[other]:
+            raise ref.error(
+                "labels",
+                f"labels={labels} says human_ref_{preferred} is preferred, but score_{preferred}="
+                f"{by_side[preferred]} is not above score_{other}={by_side[other]}",
+            )
     if ds.min_score_ratio is not None and score_ratio < ds.min_score_ratio:
         return SCORE_RATIO_BELOW_MIN
     chosen, rejected = (ref_a, ref_b) if labels == 1 else (ref_b, ref_a)
@@ -54,3 +69,10 @@ def parse_shp(row: dict, ref: RowRef, ds: DatasetConfig) -> Parsed:
         response_text(chosen),
         response_text(rejected),
     )
+
+
+def _optional_int(row: dict, key: str, ref: RowRef) -> int | None:
+    """``row[key]`` if present and not null (then it must be an integer), else None."""
+    if row.get(key) is None:
+        return None
+    return get_int(row, key, ref)
