@@ -12,6 +12,7 @@ A parser maps one raw row to ``(prompt, chosen, rejected)`` or to a drop reason 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from typing import TypeAlias
 
@@ -52,8 +53,18 @@ def response_drop(chosen: str, rejected: str) -> str | None:
 
 
 def pair_id(dataset: str, prompt: str, chosen: str, rejected: str) -> str:
-    """``f"{dataset}-"`` + the first 12 hex digits of sha256(prompt \\0 chosen \\0 rejected)."""
-    digest = hashlib.sha256(f"{prompt}\x00{chosen}\x00{rejected}".encode()).hexdigest()
+    """``f"{dataset}-"`` + the first 12 hex digits of sha256(prompt \\0 chosen \\0 rejected).
+
+    If a text itself holds a NUL, that join is ambiguous (``("a\\0b", "c", "d")`` and
+    ``("a", "b\\0c", "d")`` would share an id, and the second pair would be dropped as a duplicate), so
+    the JSON list ``[prompt, chosen, rejected]`` is hashed instead; it holds no raw NUL, so the two
+    kinds of payload never meet.
+    """
+    if "\x00" in prompt or "\x00" in chosen or "\x00" in rejected:
+        payload = json.dumps([prompt, chosen, rejected])
+    else:
+        payload = f"{prompt}\x00{chosen}\x00{rejected}"
+    digest = hashlib.sha256(payload.encode()).hexdigest()
     return f"{dataset}-{digest[:12]}"
 
 
