@@ -115,7 +115,7 @@ def read_file_rows(path: Path) -> Iterator[tuple[str, int, dict]]:
 # Files are decoded with errors="surrogateescape": an invalid byte becomes one of U+DC80..U+DCFF,
 # which valid UTF-8 never decodes to, so `_utf8_error` finds it before JSON parsing can bury it in
 # a string value. Text mode keeps universal newlines, as before.
-ENCODING = dict(encoding="utf-8-sig", errors="surrogateescape")
+ENCODING = {"encoding": "utf-8-sig", "errors": "surrogateescape"}
 
 
 def _read_jsonl(path: Path, origin: str, gz: bool) -> Iterator[tuple[str, int, dict]]:
