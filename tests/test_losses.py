@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from trl_oracle import trl_dpo, trl_kto
 
 from p2o.config import ConfigError, config_from_dict
 from p2o.losses import LOSSES, PairLogps, dpo, get_loss, ipo, kto, method_spec, p2o, pkto
-from trl_oracle import trl_dpo, trl_kto
 
 B, T = 6, 12
 DT = torch.float64  # the oracle comparison is about arithmetic, not rounding
@@ -171,9 +171,9 @@ def test_pkto_at_zero_reference_point_equals_p2o(ratio, snap_seed):
     per_token, mask = random_tokens(4)
     policy, ref = pair_logps(per_token, mask), reference(9)
     snap = snapshot_like(policy, snap_seed)
-    hp = dict(beta=0.5, eps_clip=0.15, kl_coef=0.08, ratio=ratio)
+    hp = {"beta": 0.5, "eps_clip": 0.15, "kl_coef": 0.08, "ratio": ratio}
     a, ma = p2o(policy, ref, snap, **hp)
-    b, mb = pkto(policy, ref, snap, ref_point="zero", desirable_weight=1.0, undesirable_weight=1.0, **hp)
+    b, _ = pkto(policy, ref, snap, ref_point="zero", desirable_weight=1.0, undesirable_weight=1.0, **hp)
     assert torch.allclose(a, b, atol=1e-12)
     assert torch.allclose(grad_of(a, per_token), grad_of(b, per_token), atol=1e-12)
     if snap_seed is not None:
@@ -241,7 +241,7 @@ def test_method_spec_fills_defaults_and_merges_overrides():
     ({"dpo": {"beta": -1}}, "methods.dpo.beta"),
     ({"dpo": {"eps_clip": 0.1}}, "methods.dpo.eps_clip"),
     ({"kto": {"ref_point": "median"}}, "methods.kto.ref_point"),
-    ({"simpo": {}}, "methods.simpo.loss"),
+    ({"rso": {}}, "methods.rso.loss"),
     ({"p2o": {"inner_steps": 0}}, "methods.p2o.inner_steps"),
     ({"dpo": {"beta": "high"}}, "methods.dpo.beta"),
 ])

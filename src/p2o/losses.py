@@ -6,18 +6,29 @@ per pair. Notation: for a response y, ``log π(y)`` is the sum of its token log-
 prompt, ``n(y)`` its token count, and ``h(y) = β·(log π(y) − log π_ref(y))`` the implicit reward
 of Rafailov et al. (2023).
 
-===========  ==========================================================  ==============
+===========  ==========================================================  =========================
 name         loss                                                        TRL loss_type
-===========  ==========================================================  ==============
+===========  ==========================================================  =========================
 dpo          −log σ(Δh),  Δh = h(y⁺) − h(y⁻)                              sigmoid
+cdpo         −(1−ε) log σ(Δh) − ε log σ(−Δh)                              sigmoid + label_smoothing
+                                                                         (TRL < 1.0; CPOTrainer)
+robust_dpo   [−(1−ε) log σ(Δh) + ε log σ(−Δh)] / (1 − 2ε)                 robust
+hinge        max(0, 1 − Δh)                                              hinge
+rdpo         −log σ(Δh + α(n(y⁺) − n(y⁻)))                                —
 ipo          (Δ̄ − 1/(2τ))², Δ̄ per-token-mean log-ratio margin            ipo
+simpo        −log σ(β(m(y⁺) − m(y⁻)) − γ), m = log π / n, no π_ref       simpo (CPOTrainer)
+orpo         NLL(y⁺) − λ log σ(log odds(y⁺) − log odds(y⁻)), no π_ref     ORPOTrainer
 kto          λ_D(1 − σ(h⁺ − z₀)) ∪ λ_U(1 − σ(z₀ − h⁻))                    kto (KTOTrainer)
 p2o          −log σ(min(ρΔh, clip(ρ, 1±ε)Δh)) + λ·KL                      —
 pkto         −log σ(min(ρΔU, clip(ρ, 1±ε)ΔU)) + λ·KL, ΔU KTO utilities    —
-===========  ==========================================================  ==============
+===========  ==========================================================  =========================
 
 Metrics follow TRL's names (``rewards/chosen``, ``rewards/margins``, ``rewards/accuracies``,
 ``logps/chosen``, ``kl``); our own quantities are prefixed ``trust/``. All metrics are detached.
+The reference-free losses (``simpo``, ``orpo``) take ``reference`` like every other loss (the
+registry calls them all the same way) and ignore it; like TRL's CPOTrainer and ORPOTrainer they log
+``rewards/*`` as β·m(y) (β the loss's own scale, λ for ORPO) and ``logps/*`` as the token means m(y),
+not the sums that the other losses log.
 """
 
 from __future__ import annotations
@@ -73,16 +84,23 @@ class PairLogps:
 # --------------------------------------------------------------------------- shared pieces
 
 
-def reward_metrics(chosen_rewards: Tensor, rejected_rewards: Tensor, policy: PairLogps) -> Metrics:
-    """TRL's logged metrics; a reward is β·(log π − log π_ref), detached."""
+def reward_metrics(chosen_rewards: Tensor, rejected_rewards: Tensor, policy: PairLogps,
+                   token_mean_logps: bool = False) -> Metrics:
+    """TRL's logged metrics; a reward is β·(log π − log π_ref), detached.
+
+    ``logps/*`` are the sequence log-probs (sums), or their token means with ``token_mean_logps``
+    (the reference-free losses, as TRL's CPOTrainer and ORPOTrainer log them).
+    """
     chosen_rewards, rejected_rewards = chosen_rewards.detach(), rejected_rewards.detach()
+    logp_chosen, logp_rejected = ((policy.chosen_mean, policy.rejected_mean) if token_mean_logps
+                                  else (policy.chosen, policy.rejected))
     return {
         "rewards/chosen": chosen_rewards.mean(),
         "rewards/rejected": rejected_rewards.mean(),
         "rewards/margins": (chosen_rewards - rejected_rewards).mean(),
         "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean(),
-        "logps/chosen": policy.chosen.detach().mean(),
-        "logps/rejected": policy.rejected.detach().mean(),
+        "logps/chosen": logp_chosen.detach().mean(),
+        "logps/rejected": logp_rejected.detach().mean(),
     }
 
 
@@ -112,6 +130,21 @@ def kto_reference_point(
     else:
         raise ValueError(f"unknown ref_point {ref_point!r}; valid: {REF_POINTS}")
     return z.detach().clamp(min=0)
+
+
+def log1mexp(x: Tensor) -> Tensor:
+    """log(1 − eˣ) for x < 0, without cancellation: log1p(−eˣ) below −log 2, log(−expm1(x)) above.
+
+    Mächler 2012, "Accurately Computing log(1 − exp(−|a|))"; TRL's ORPOTrainer uses the same branch.
+    ≈ log|x| as x → 0⁻, ≈ −eˣ as x → −∞. Each branch is evaluated only on its own side of −log 2
+    (the other side gets −log 2): ``torch.where`` multiplies the unused branch's gradient by zero, and
+    log1p(−eˣ) at x = −1e−9 in float32 is log1p(−1) = −∞ with an infinite gradient, so 0·∞ would
+    put a NaN into the gradient (TRL's version does this).
+    """
+    cut = -math.log(2)
+    low = x < cut
+    return torch.where(low, torch.log1p(-torch.exp(torch.where(low, x, cut))),
+                       torch.log(-torch.expm1(torch.where(low, cut, x))))
 
 
 REF_POINTS = ("mismatched", "chosen_token_mean", "zero")
@@ -194,16 +227,21 @@ def trust_region_loss(policy: PairLogps, reference: PairLogps, snapshot: PairLog
 # --------------------------------------------------------------------------- the losses
 
 
+def dpo_margin(policy: PairLogps, reference: PairLogps, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+    """DPO's implicit rewards h(y⁺), h(y⁻) and margin Δh = h(y⁺) − h(y⁻), β included."""
+    h_chosen = beta * (policy.chosen - reference.chosen)
+    h_rejected = beta * (policy.rejected - reference.rejected)
+    return h_chosen, h_rejected, h_chosen - h_rejected
+
+
 def dpo(policy: PairLogps, reference: PairLogps, *, beta: float = 0.5) -> tuple[Tensor, Metrics]:
     """DPO: L = −log σ(β[(log π(y⁺) − log π_ref(y⁺)) − (log π(y⁻) − log π_ref(y⁻))]).
 
     Rafailov et al. 2023, "Direct Preference Optimization", eq. 7, https://arxiv.org/abs/2305.18290.
     TRL ``loss_type="sigmoid"`` (without label smoothing). Sequence log-probs are token sums.
     """
-    chosen_lr = policy.chosen - reference.chosen
-    rejected_lr = policy.rejected - reference.rejected
-    loss = -F.logsigmoid(beta * (chosen_lr - rejected_lr)).mean()
-    return loss, reward_metrics(beta * chosen_lr, beta * rejected_lr, policy)
+    h_chosen, h_rejected, margin = dpo_margin(policy, reference, beta)
+    return -F.logsigmoid(margin).mean(), reward_metrics(h_chosen, h_rejected, policy)
 
 
 def ipo(policy: PairLogps, reference: PairLogps, *, tau: float = 0.1) -> tuple[Tensor, Metrics]:
@@ -218,6 +256,136 @@ def ipo(policy: PairLogps, reference: PairLogps, *, tau: float = 0.1) -> tuple[T
     loss = ((delta - 1 / (2 * tau)) ** 2).mean()
     return loss, reward_metrics(tau * (policy.chosen - reference.chosen),
                                 tau * (policy.rejected - reference.rejected), policy)
+
+
+def cdpo(policy: PairLogps, reference: PairLogps, *, beta: float = 0.5,
+         label_smoothing: float = 0.1) -> tuple[Tensor, Metrics]:
+    """Conservative DPO: L = −(1 − ε) log σ(Δh) − ε log σ(−Δh), Δh DPO's margin (β included).
+
+    DPO's loss with the labels smoothed towards ½: each preference is trusted with probability 1 − ε.
+    Mitchell 2023, "A note on DPO with noisy preferences & relationship to IPO" (a note, not on arXiv;
+    its cDPO loss), https://ericmitchell.ai/cdpo.pdf. TRL: ``loss_type="sigmoid"`` with
+    ``label_smoothing=ε`` in TRL 0.x (e.g. v0.19's ``dpo_loss``); TRL 1.16's DPOTrainer dropped label
+    smoothing from ``sigmoid`` (its ``label_smoothing`` now serves ``robust`` and ``exo_pair`` only),
+    and the same expression survives in CPOTrainer's ``sigmoid``, which the tests call on log-ratios.
+    Since −log σ(−x) = −log σ(x) + x, L = −log σ(Δh) + εΔh: the gradient vanishes at the finite
+    margin Δh = log((1 − ε)/ε) instead of only as Δh → ∞. ε = 0 is DPO. Rewards are DPO's.
+    """
+    h_chosen, h_rejected, margin = dpo_margin(policy, reference, beta)
+    losses = -(1 - label_smoothing) * F.logsigmoid(margin) - label_smoothing * F.logsigmoid(-margin)
+    return losses.mean(), reward_metrics(h_chosen, h_rejected, policy)
+
+
+def robust_dpo(policy: PairLogps, reference: PairLogps, *, beta: float = 0.5,
+               label_smoothing: float = 0.1) -> tuple[Tensor, Metrics]:
+    """Robust DPO: L = [(1 − ε)ℓ(Δh) − εℓ(−Δh)] / (1 − 2ε), ℓ(x) = −log σ(x), Δh DPO's margin.
+
+    Chowdhury, Kini & Natarajan 2024, "Provably Robust DPO: Aligning Language Models with Noisy
+    Feedback" (ICML), the de-biased rDPO loss of §3, https://arxiv.org/abs/2403.00409. ε is the
+    probability that a label was flipped; for ε < ½ the expectation of L over the flips is DPO's loss
+    on the clean labels. TRL ``loss_type="robust"`` with ``label_smoothing=ε`` (TRL also requires
+    ε ∈ [0, ½); its help text gives 0.1 as the paper's typical value). Unlike cDPO, L is not bounded
+    below: L = ℓ(Δh) − εΔh/(1 − 2ε), so ∂L/∂Δh → −ε/(1 − 2ε) as Δh → ∞ and the margin is pushed
+    forever. ε = 0 is DPO. Rewards are DPO's.
+    """
+    h_chosen, h_rejected, margin = dpo_margin(policy, reference, beta)
+    losses = ((1 - label_smoothing) * -F.logsigmoid(margin)
+              - label_smoothing * -F.logsigmoid(-margin)) / (1 - 2 * label_smoothing)
+    return losses.mean(), reward_metrics(h_chosen, h_rejected, policy)
+
+
+def hinge(policy: PairLogps, reference: PairLogps, *, beta: float = 0.5) -> tuple[Tensor, Metrics]:
+    """Hinge (SLiC) loss on DPO's margin: L = max(0, 1 − Δh) = β·max(0, 1/β − Δ), Δ = Δh/β.
+
+    SLiC-HF (Zhao et al. 2023, "SLiC-HF: Sequence Likelihood Calibration with Human Feedback",
+    https://arxiv.org/abs/2305.10425) calibrates with max(0, δ − log π(y⁺) + log π(y⁻)) on the raw
+    sequence log-probs, plus a λ-weighted NLL term. What TRL implements as ``loss_type="hinge"``, and
+    we with it, is the hinge on the reference-normalised log-ratios of Liu et al. 2023, "Statistical
+    Rejection Sampling Improves Preference Optimization" (RSO, ICLR 2024),
+    https://arxiv.org/abs/2309.06657: margin δ = 1/β in log-ratio units, no NLL term. The gradient is
+    exactly zero for pairs with Δh ≥ 1. Rewards are DPO's.
+    """
+    h_chosen, h_rejected, margin = dpo_margin(policy, reference, beta)
+    return torch.relu(1 - margin).mean(), reward_metrics(h_chosen, h_rejected, policy)
+
+
+def rdpo(policy: PairLogps, reference: PairLogps, *, beta: float = 0.5,
+         alpha: float = 0.01) -> tuple[Tensor, Metrics]:
+    """R-DPO (length-regularised DPO): L = −log σ(Δh + α(n(y⁺) − n(y⁻))), n in tokens.
+
+    Park, Rafailov, Ermon & Finn 2024, "Disentangling Length from Quality in Direct Preference
+    Optimization" (Findings of ACL 2024), its length-regularised DPO objective,
+    https://arxiv.org/abs/2403.19159. Not in TRL.
+
+    The sign is the paper's: plus. The paper adds a length penalty to the RL objective,
+    max_π E[r(x, y) − α|y|] − β·KL(π ‖ π_ref), whose optimum π* ∝ π_ref·exp((r − α|y|)/β) gives
+    r = β log(π*/π_ref) + α|y| + const; in the Bradley–Terry likelihood that is
+    σ(Δh + α|y⁺| − α|y⁻|). ``test_rdpo_sign_follows_from_the_length_penalised_optimum`` checks the
+    derivation numerically. The same sign appears in SimPO's table of objectives (Meng et al. 2024,
+    Table 3, arXiv 2405.14734) as quoted by a public TRL-based implementation
+    (``-logsigmoid(beta * logits + alpha * (len_w - len_l))``), and in summaries of the paper ("a
+    per-example learning rate that up-weights gradients for pairs where the chosen answer is
+    shorter"). We found one public implementation with a minus, and in it the lengths are batch
+    sizes, so the term is always zero.
+    The plus does not make a longer y⁺ raise the loss. At fixed log-probs a longer y⁺ lowers the loss
+    and shrinks the pair's gradient weight σ(−Δh − αΔn), and a shorter y⁺ raises both. This keeps the
+    data's length preference out of the implicit reward. A minus would ask for a larger log-ratio
+    margin exactly when y⁺ is longer, which favours length. α = 0 is DPO. α is per token, so its scale
+    depends on the tokenizer (reported values run from 0.005 to 0.5). Rewards are DPO's β·log-ratios,
+    without the length term.
+    """
+    h_chosen, h_rejected, margin = dpo_margin(policy, reference, beta)
+    length_margin = alpha * (policy.chosen_tokens - policy.rejected_tokens)
+    loss = -F.logsigmoid(margin + length_margin).mean()
+    return loss, reward_metrics(h_chosen, h_rejected, policy)
+
+
+def simpo(policy: PairLogps, reference: PairLogps, *, beta: float = 2.0,
+          gamma: float = 1.0) -> tuple[Tensor, Metrics]:
+    """SimPO: L = −log σ(β·m(y⁺) − β·m(y⁻) − γ), m(y) = log π(y)/n(y) the token-mean log-prob.
+
+    Meng, Xia & Chen 2024, "SimPO: Simple Preference Optimization with a Reference-Free Reward",
+    eq. 6, https://arxiv.org/abs/2405.14734. Reference-free: ``reference`` is accepted, as for every
+    loss, and ignored. γ is the paper's target reward margin, in reward units (β already applied).
+    TRL: CPOTrainer (``trl.experimental.cpo`` in TRL 1.x) with ``loss_type="simpo"``, whose
+    ``simpo_gamma`` is this γ (it subtracts γ/β from the log-prob margin, then scales by β: the same
+    number), and ``cpo_alpha=0``: SimPO has no NLL term. The SimPO repository's ``gamma_beta_ratio``
+    is γ/β; its configs use β = 2.0–2.5 (up to 10 for some instruct models) and γ/β around 0.5,
+    hence the defaults β = 2, γ = 1. Logged like TRL: rewards β·m(y), ``logps/*`` the means m(y).
+    """
+    chosen_rewards, rejected_rewards = beta * policy.chosen_mean, beta * policy.rejected_mean
+    loss = -F.logsigmoid(chosen_rewards - rejected_rewards - gamma).mean()
+    return loss, reward_metrics(chosen_rewards, rejected_rewards, policy, token_mean_logps=True)
+
+
+def orpo(policy: PairLogps, reference: PairLogps, *, lambda_or: float = 0.1) -> tuple[Tensor, Metrics]:
+    """ORPO: L = NLL(y⁺) + λ·(−log σ(log odds(y⁺) − log odds(y⁻))), odds(y) = P(y)/(1 − P(y)).
+
+    Hong, Lee & Thorne 2024, "ORPO: Monolithic Preference Optimization without Reference Model",
+    eqs. 6–7, https://arxiv.org/abs/2403.07691. log P(y) is the token-mean log-prob m(y), so
+    log odds(y) = m(y) − log(1 − e^{m(y)}), computed with ``log1mexp``; m is clamped to at most
+    −(smallest normal number) so that a response of probability 1 gives a large finite log-odds, not
+    ∞ − ∞. Reference-free: ``reference`` is accepted, as for every loss, and ignored.
+    TRL: ORPOTrainer (``trl.experimental.orpo`` in TRL 1.x), whose ``beta`` is our λ (paper λ = 0.1).
+    NLL, like TRL's (a mean ``CrossEntropyLoss`` over the chosen rows), is the token-level mean over
+    the batch, Σ_i −log π(y⁺_i) / Σ_i n(y⁺_i), not the mean of per-sequence means: long chosen
+    responses weigh more. One difference from TRL 1.16: its NLL also covers the prompt tokens ("orpo
+    chosen nll loss is computed over the full prompt and response"); ours covers the response tokens
+    only, which is the paper's L_SFT on y_w and all that ``PairLogps`` holds. Logged like TRL:
+    rewards λ·m(y), ``logps/*`` the means m(y), and ``nll_loss``, ``log_odds_ratio`` (mean of
+    log σ(log-odds difference)), ``log_odds_chosen`` (mean log-odds difference).
+    """
+    tiny = torch.finfo(policy.chosen_mean.dtype).tiny
+    m_chosen, m_rejected = policy.chosen_mean.clamp(max=-tiny), policy.rejected_mean.clamp(max=-tiny)
+    log_odds = (m_chosen - m_rejected) - (log1mexp(m_chosen) - log1mexp(m_rejected))
+    ratio = F.logsigmoid(log_odds)
+    nll = -policy.chosen.sum() / policy.chosen_tokens.sum().clamp(min=1)
+    loss = nll - lambda_or * ratio.mean()
+    metrics = reward_metrics(lambda_or * policy.chosen_mean, lambda_or * policy.rejected_mean, policy,
+                             token_mean_logps=True)
+    metrics.update({"nll_loss": nll.detach(), "log_odds_ratio": ratio.detach().mean(),
+                    "log_odds_chosen": log_odds.detach().mean()})
+    return loss, metrics
 
 
 def kto(
@@ -335,7 +503,13 @@ class LossSpec:
 
 LOSSES: dict[str, LossSpec] = {
     "dpo": LossSpec(dpo),
+    "cdpo": LossSpec(cdpo),
+    "robust_dpo": LossSpec(robust_dpo),
+    "hinge": LossSpec(hinge),
+    "rdpo": LossSpec(rdpo),
     "ipo": LossSpec(ipo),
+    "simpo": LossSpec(simpo),
+    "orpo": LossSpec(orpo),
     "kto": LossSpec(kto),
     "p2o": LossSpec(p2o, uses_snapshot=True),
     "pkto": LossSpec(pkto, uses_snapshot=True),
@@ -349,6 +523,10 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "kl_coef": (0.0, math.inf, True),
     "desirable_weight": (0.0, math.inf, False),
     "undesirable_weight": (0.0, math.inf, False),
+    "label_smoothing": (0.0, 0.5, True),  # cdpo, robust_dpo: flip probability ε ∈ [0, ½)
+    "alpha": (0.0, math.inf, True),  # rdpo: length penalty per token
+    "gamma": (0.0, math.inf, True),  # simpo: target reward margin
+    "lambda_or": (0.0, math.inf, False),  # orpo: weight of the odds-ratio term
 }
 CHOICES: dict[str, tuple[str, ...]] = {"ref_point": REF_POINTS, "ratio": RATIOS, "kl_estimator": KL_ESTIMATORS}
 
