@@ -23,6 +23,9 @@ p2o          −log σ(min(ρΔh, clip(ρ, 1±ε)Δh)) + λ·KL                 
 pkto         −log σ(min(ρΔU, clip(ρ, 1±ε)ΔU)) + λ·KL, ΔU KTO utilities    —
 ===========  ==========================================================  =========================
 
+ε is ``label_smoothing`` (the label-flip probability) in cdpo and robust_dpo, ``eps_clip`` in p2o
+and pkto. Every hyper-parameter, its default and the paper's value are in the function's docstring.
+
 Metrics follow TRL's names (``rewards/chosen``, ``rewards/margins``, ``rewards/accuracies``,
 ``logps/chosen``, ``kl``); our own quantities are prefixed ``trust/``. All metrics are detached.
 The reference-free losses (``simpo``, ``orpo``) take ``reference`` like every other loss (the
@@ -266,7 +269,7 @@ def cdpo(policy: PairLogps, reference: PairLogps, *, beta: float = 0.5,
     Mitchell 2023, "A note on DPO with noisy preferences & relationship to IPO" (a note, not on arXiv;
     its cDPO loss), https://ericmitchell.ai/cdpo.pdf. TRL: ``loss_type="sigmoid"`` with
     ``label_smoothing=ε`` in TRL 0.x (e.g. v0.19's ``dpo_loss``); TRL 1.16's DPOTrainer dropped label
-    smoothing from ``sigmoid`` (its ``label_smoothing`` now serves ``robust`` and ``exo_pair`` only),
+    smoothing from ``sigmoid`` (its ``label_smoothing`` now serves ``robust``, ``exo_pair`` and ``aot``),
     and the same expression survives in CPOTrainer's ``sigmoid``, which the tests call on log-ratios.
     Since −log σ(−x) = −log σ(x) + x, L = −log σ(Δh) + εΔh: the gradient vanishes at the finite
     margin Δh = log((1 − ε)/ε) instead of only as Δh → ∞. ε = 0 is DPO. Rewards are DPO's.
@@ -281,7 +284,7 @@ def robust_dpo(policy: PairLogps, reference: PairLogps, *, beta: float = 0.5,
     """Robust DPO: L = [(1 − ε)ℓ(Δh) − εℓ(−Δh)] / (1 − 2ε), ℓ(x) = −log σ(x), Δh DPO's margin.
 
     Chowdhury, Kini & Natarajan 2024, "Provably Robust DPO: Aligning Language Models with Noisy
-    Feedback" (ICML), the de-biased rDPO loss of §3, https://arxiv.org/abs/2403.00409. ε is the
+    Feedback" (ICML), its de-biased loss (rDPO), https://arxiv.org/abs/2403.00409. ε is the
     probability that a label was flipped; for ε < ½ the expectation of L over the flips is DPO's loss
     on the clean labels. TRL ``loss_type="robust"`` with ``label_smoothing=ε`` (TRL also requires
     ε ∈ [0, ½); its help text gives 0.1 as the paper's typical value). Unlike cDPO, L is not bounded
