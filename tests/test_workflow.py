@@ -58,7 +58,7 @@ def test_paper_config_plans_every_method_seed_and_split(tmp_path):
 
 
 @pytest.mark.parametrize("override, key", [
-    ({"methods": {"simpo": {}}}, "methods.simpo.loss"),
+    ({"methods": {"nosuchloss": {}}}, "methods.nosuchloss.loss"),
     ({"methods": {"dpo": {"beta": 0.0}}}, "beta"),
     ({"methods": {"p2o": {"eps_clip": 1.5}}}, "eps_clip"),
     ({"methods": {"p2o": {"eps_clip": 0.0}}}, "eps_clip"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,25 @@ import yaml
 
 class ConfigError(ValueError):
     """A config value is missing, unknown, of the wrong type or out of range."""
+
+
+def bounded(default: Any, **bounds: float) -> Any:
+    """A numeric field with its allowed range, in JSON Schema's words: ``minimum``,
+    ``exclusiveMinimum``, ``maximum``, ``exclusiveMaximum``. ``build`` enforces the range and the
+    workflow schema must state the same one (a test compares them)."""
+    unknown = set(bounds) - set(BOUND_CHECKS)
+    if unknown:
+        raise TypeError(f"unknown bound(s) {sorted(unknown)}")
+    return field(default=default, metadata={"bounds": bounds})
+
+
+# JSON Schema bound keyword -> (test a valid value passes, words for the error)
+BOUND_CHECKS: dict[str, tuple[typing.Callable[[float, float], bool], str]] = {
+    "minimum": (lambda v, b: v >= b, ">="),
+    "exclusiveMinimum": (lambda v, b: v > b, ">"),
+    "maximum": (lambda v, b: v <= b, "<="),
+    "exclusiveMaximum": (lambda v, b: v < b, "<"),
+}
 
 
 # --------------------------------------------------------------------------- sections
@@ -36,7 +56,7 @@ class DatasetConfig:
     split: str = "train"  # hub split to read (ignored for local sources)
     data_dir: str | None = None  # hub sub-folder, e.g. helpful-base for hh-rlhf
     revision: str | None = None  # hub revision (commit sha or tag) to pin the data
-    min_score_ratio: float | None = None  # SHP only: keep pairs with score_ratio >= this (authors: 2)
+    min_score_ratio: float | None = bounded(None, minimum=1)  # SHP only: keep pairs with score_ratio >= this (authors: 2)
 
     def validate(self, key: str) -> None:
         formats = ("hh-rlhf", "shp", "ultrafeedback", "ultrafeedback-binarized")
@@ -51,8 +71,8 @@ class DataConfig:
     datasets: dict[str, DatasetConfig]  # name -> where its raw rows come from and their schema
     # datasets used, in training order within every epoch (paper: hh, shp, uf); default: all, as listed
     order: list[str] | None = None
-    n_train: int = 400  # training pairs per dataset (paper: 400)
-    n_eval: int = 100  # held-out pairs per dataset (paper: 100)
+    n_train: int = bounded(400, minimum=1)  # training pairs per dataset (paper: 400)
+    n_eval: int = bounded(100, minimum=1)  # held-out pairs per dataset (paper: 100)
     split_salt: str = "p2o-v1"  # salt of the prompt hash that decides train/eval membership
 
     def validate(self, key: str) -> None:
@@ -66,8 +86,6 @@ class DataConfig:
                                   f"({sorted(self.datasets)})")
         if self.order is not None and (not self.order or len(set(self.order)) != len(self.order)):
             raise ConfigError(f"config key '{key}.order' must list datasets once each, got {self.order}")
-        _positive(self.n_train, f"{key}.n_train")
-        _positive(self.n_eval, f"{key}.n_eval")
 
     @property
     def names(self) -> list[str]:
@@ -79,11 +97,11 @@ class DataConfig:
 class TinyModelConfig:
     """A small GPT-2-style model built from scratch (offline route)."""
 
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 256
-    vocab_size: int = 8192  # size of the byte-level BPE vocabulary trained on the training text
-    n_positions: int = 256
+    n_layer: int = bounded(4, minimum=1)
+    n_head: int = bounded(4, minimum=1)
+    n_embd: int = bounded(256, minimum=1)  # a multiple of n_head
+    vocab_size: int = bounded(8192, minimum=260)  # size of the byte-level BPE vocabulary trained on the training text
+    n_positions: int = bounded(256, minimum=8)  # at least tokenize.max_length
 
 
 @dataclass
@@ -94,14 +112,18 @@ class ModelConfig:
     revision: str | None = None  # hub revision of the model
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
+    def validate(self, key: str) -> None:
+        if self.tiny.n_embd % self.tiny.n_head:
+            raise ConfigError(f"config key '{key}.tiny.n_embd' must be a multiple of n_head "
+                              f"({self.tiny.n_head}), got {self.tiny.n_embd}")
+
 
 @dataclass
 class TokenizeConfig:
-    max_length: int = 128  # prompt + response tokens (paper: 128)
-    max_prompt_length: int = 64  # prompt tokens kept, from the end of the prompt (paper: 64)
+    max_length: int = bounded(128, minimum=2)  # prompt + response tokens (paper: 128)
+    max_prompt_length: int = bounded(64, minimum=1)  # prompt tokens kept, from the end of the prompt (paper: 64)
 
     def validate(self, key: str) -> None:
-        _positive(self.max_prompt_length, f"{key}.max_prompt_length")
         if self.max_length <= self.max_prompt_length:
             raise ConfigError(f"config key '{key}.max_length' must exceed max_prompt_length")
 
@@ -110,41 +132,28 @@ class TokenizeConfig:
 class OptimConfig:
     """Optimiser and schedule shared by SFT and preference training."""
 
-    lr: float = 2e-5  # AdamW peak learning rate (paper: 2e-5)
-    batch_size: int = 8  # pairs per batch (paper: 8)
-    epochs: int = 2  # passes over every dataset (paper: 2)
-    warmup_ratio: float = 0.05  # fraction of optimizer steps spent in linear warm-up
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0  # gradient clipping
+    lr: float = bounded(2e-5, exclusiveMinimum=0)  # AdamW peak learning rate (paper: 2e-5)
+    batch_size: int = bounded(8, minimum=1)  # pairs per batch (paper: 8)
+    epochs: int = bounded(2, minimum=1)  # passes over every dataset (paper: 2)
+    warmup_ratio: float = bounded(0.05, minimum=0, exclusiveMaximum=1)  # fraction of optimizer steps spent in linear warm-up
+    weight_decay: float = bounded(0.0, minimum=0)  # AdamW, not on biases and norms
+    max_grad_norm: float = bounded(1.0, exclusiveMinimum=0)  # gradient clipping
     dropout: bool = False  # keep dropout off so the first step's policy equals reference and snapshot
     autocast: str = "none"  # 'none' (fp32) or 'bf16' (GPU only; emulated and ~10x slower on CPU)
-    log_every: int = 1  # optimizer steps between JSONL records
-    eval_every: int = 0  # optimizer steps between held-out evaluations (0: only at the end)
-    max_nonfinite_frac: float = 0.01  # stop once more than this fraction of planned steps had NaN/Inf loss
-    checkpoint_every: int = 0  # optimizer steps between resumable checkpoints (0: none), at batch ends
+    log_every: int = bounded(1, minimum=1)  # optimizer steps between JSONL records
+    eval_every: int = bounded(0, minimum=0)  # optimizer steps between held-out evaluations (0: only at the end)
+    max_nonfinite_frac: float = bounded(0.01, minimum=0, exclusiveMaximum=1)  # stop once more than this fraction of planned steps had NaN/Inf loss
+    checkpoint_every: int = bounded(0, minimum=0)  # optimizer steps between resumable checkpoints (0: none), at batch ends
 
     def validate(self, key: str) -> None:
-        _positive(self.lr, f"{key}.lr")
-        _positive(self.batch_size, f"{key}.batch_size")
-        _positive(self.epochs, f"{key}.epochs")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"config key '{key}.warmup_ratio' must be in [0, 1)")
-        if self.checkpoint_every < 0:
-            raise ConfigError(f"config key '{key}.checkpoint_every' must be >= 0")
-        if not 0 <= self.max_nonfinite_frac < 1:
-            raise ConfigError(f"config key '{key}.max_nonfinite_frac' must be in [0, 1)")
         if self.autocast not in ("none", "bf16"):
             raise ConfigError(f"config key '{key}.autocast': {self.autocast!r} is not 'none' or 'bf16'")
 
 
 @dataclass
 class EvalConfig:
-    beta: float = 0.5  # beta of the implicit reward used in every method's eval margins (comparable)
-    batch_size: int = 16
-
-    def validate(self, key: str) -> None:
-        _positive(self.beta, f"{key}.beta")
-        _positive(self.batch_size, f"{key}.batch_size")
+    beta: float = bounded(0.5, exclusiveMinimum=0)  # beta of the implicit reward used in every method's eval margins (comparable)
+    batch_size: int = bounded(16, minimum=1)
 
 
 @dataclass
@@ -180,8 +189,11 @@ class Config:
         if self.method_order is not None and (not self.method_order
                                               or len(set(self.method_order)) != len(self.method_order)):
             raise ConfigError(f"config key 'method_order' must list methods once each, got {self.method_order}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"config key 'seeds' must list distinct seeds, got {self.seeds}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ConfigError(f"config key 'seeds' must list distinct seeds >= 0, got {self.seeds}")
+        if self.model.name_or_path == "tiny" and self.model.tiny.n_positions < self.tokenize.max_length:
+            raise ConfigError(f"config key 'model.tiny.n_positions' ({self.model.tiny.n_positions}) must be at "
+                              f"least tokenize.max_length ({self.tokenize.max_length})")
 
     def method(self, name: str):
         """The resolved ``MethodSpec`` (loss function, hyper-parameters, inner steps) of a method."""
@@ -254,6 +266,7 @@ def build(tp: Any, value: Any, key: str) -> Any:
         for name, f in fields.items():
             if name in value:
                 kwargs[name] = build(hints[name], value[name], _join(key, name))
+                check_bounds(kwargs[name], f.metadata.get("bounds", {}), _join(key, name))
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"config key '{_join(key, name)}' is missing")
         return tp(**kwargs)
@@ -286,6 +299,8 @@ def build(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -294,9 +309,14 @@ def build(tp: Any, value: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} at {key}")
 
 
-def _positive(value: float, key: str) -> None:
-    if not value > 0:
-        raise ConfigError(f"config key '{key}' must be > 0, got {value}")
+def check_bounds(value: Any, bounds: dict[str, float], key: str) -> None:
+    """Raise ConfigError naming ``key`` unless ``value`` (None: unset) is within ``bounds``."""
+    if value is None:
+        return
+    for word, bound in bounds.items():
+        ok, op = BOUND_CHECKS[word]
+        if not ok(value, bound):
+            raise ConfigError(f"config key '{key}' must be {op} {bound}, got {value}")
 
 
 def _join(key: str, name: str) -> str:
