@@ -1,8 +1,9 @@
 """Atomic file output and JSON/JSONL helpers.
 
 Every file p2o writes goes to a temporary name in the same folder and is renamed into place,
-so an interrupted job never leaves a file that looks complete. Folders (saved models) are
-written the same way: into ``<dir>.tmp-<pid>`` and renamed when whole.
+so an interrupted job never leaves a file that looks complete (at most a hidden
+``.<name>.<random>.tmp``). Folders (saved models) are written the same way and renamed when
+whole. Logs are written as ``<name>.partial`` and renamed when the job ends cleanly.
 """
 
 from __future__ import annotations
@@ -65,8 +66,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+        f.writelines(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n" for row in rows)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -76,15 +76,19 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 class JsonlLog:
-    """Append-only JSONL log, flushed after every record so that a killed job keeps its history.
+    """JSONL log written as ``<path>.partial`` and renamed to ``path`` when the job ends cleanly,
+    so a killed or failed job never leaves a log that looks complete (the partial one stays for
+    reading). Flushed after every record.
 
     ``records`` holds what was written, so that a training checkpoint can carry the log with it.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "w", encoding="utf-8")
+        self.path.unlink(missing_ok=True)  # an older complete log must not outlive this run
+        self._f = open(self.partial, "w", encoding="utf-8")
         self.records: list[dict] = []
 
     def write(self, record: dict) -> None:
@@ -92,14 +96,16 @@ class JsonlLog:
         self._f.flush()
         self.records.append(record)
 
-    def close(self) -> None:
+    def close(self, complete: bool = True) -> None:
         self._f.close()
+        if complete:
+            os.replace(self.partial, self.path)
 
     def __enter__(self) -> JsonlLog:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(complete=exc_type is None)
 
 
 def _json_default(obj: Any) -> Any:

@@ -77,5 +77,7 @@ rule paper:
     log:
         "logs/paper.log",
     shell:
+        # built in .latex/ and moved into place: a killed build never leaves a main.pdf behind
         "(cp {input.tex} {input.bib} results/paper/ && cd results/paper && "
-        "latexmk -pdf -interaction=nonstopmode -halt-on-error main.tex) > {log} 2>&1"
+        "latexmk -pdf -interaction=nonstopmode -halt-on-error -outdir=.latex main.tex && "
+        "mv .latex/main.pdf main.pdf) > {log} 2>&1"
