@@ -103,10 +103,12 @@ def read_file_rows(path: Path) -> Iterator[tuple[str, int, dict]]:
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path)
-        except pa.ArrowException as e:
+            rows = pq.read_table(path).to_pylist()
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except (pa.ArrowException, OSError) as e:  # pyarrow reports a corrupt file as OSError too
             raise DataFormatError(origin, None, None, f"not a readable parquet file ({e})") from None
-        for index, row in enumerate(table.to_pylist()):
+        for index, row in enumerate(rows):
             yield origin, index, row
     else:
         raise ValueError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
