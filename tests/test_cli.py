@@ -12,6 +12,7 @@ from conftest import require_shared
 from p2o.cli import main
 from p2o.io import read_json
 from p2o.losses import LOSSES
+from p2o.provenance import config_sha256
 from p2o.reference import ReferenceLogps
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -71,6 +72,8 @@ def test_every_method_has_metrics_for_every_split(demo_run):
             assert 0 <= r["eval_rewards/accuracies"] <= 1 and r["eval_kl/token_mean"] > 0
             assert len(r["split_sha256"]) == 64
             assert r["provenance"]["versions"]["torch"] and r["provenance"]["device"] == "cpu"
+            assert r["provenance"]["config_sha256"] == config_sha256(r["provenance"]["config"])
+            assert r["provenance"]["config"]["data"]["n_eval"] == 8 and r["seed"] == 0
 
 
 def test_training_logs_and_trust_region_bookkeeping(demo_run):
@@ -92,6 +95,9 @@ def test_training_logs_and_trust_region_bookkeeping(demo_run):
     assert summary["inner_steps"] == 2 and summary["final"]["steps"] == 18
     assert summary["final"]["nonfinite_skipped"] == 0 and not any(r["skipped"] for r in train)
     assert set(summary["split_sha256"]) == {"hh", "shp", "uf"} and "git_commit" in summary["provenance"]
+    config = summary["provenance"]["config"]  # the whole resolved config, defaults included
+    assert config["methods"]["p2o"]["inner_steps"] == 2 and config["train"]["max_nonfinite_frac"] == 0.01
+    assert summary["provenance"]["config_sha256"] == config_sha256(config)
     assert (results / "train" / "p2o" / "seed0" / "model" / "config.json").exists()
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from p2o.aggregate import collect_curves, collect_metrics, collect_runs, overall, summarise, t_quantile
-from p2o.paper import findings_tex, numbers_tex
+from p2o.paper import findings_tex, numbers_tex, setup_tex
 from p2o.plots import final_metrics, heldout_curves, method_styles, tradeoff, training_curves
 from p2o.tables import method_table, table_csv
 
@@ -101,6 +101,32 @@ def test_collectors_read_the_runs_files(tmp_path):
     curves = collect_curves({("p2o", 1): log}, runs)
     assert curves.set_index("metric").loc["loss", "pairs_seen"] == 8  # 3 steps / K=3 = 1 batch of 8
     assert curves.set_index("metric").loc[ACC, "pairs_seen"] == 16
+
+
+def test_setup_table_reads_provenance_from_the_runs(tmp_path):
+    from p2o.provenance import config_sha256, provenance
+
+    config = {"train": {"lr": 1e-3}, "seeds": [0, 1]}
+    files = []
+    for seed, cfg in ((0, config), (1, {**config, "seeds": [1]})):  # seed 1 ran under another config
+        path = tmp_path / f"summary{seed}.json"
+        path.write_text(json.dumps({
+            "method": "p2o", "seed": seed, "loss": "p2o", "inner_steps": 3, "hparams": {"eps_clip": 0.15},
+            "final": {"steps": 6}, "train": {"batch_size": 8, "lr": 1e-3, "epochs": 1, "warmup_ratio": 0.0,
+                                            "max_grad_norm": 1.0},
+            "tokenize": {"max_length": 64, "max_prompt_length": 32}, "wall_s": 1.0,
+            "split_sha256": {"hh": "a" * 64 if seed == 0 else "b" * 64}, "provenance": provenance("cpu", cfg)}))
+        files.append(path)
+    runs = collect_runs(files)
+    assert set(runs["config_sha256"]) == {config_sha256(config), config_sha256({**config, "seeds": [1]})}
+    manifests = {"hh": {"format": "hh-rlhf", "rows": 10, "dropped": {"x": 1},
+                        "splits": {"train": {"n": 8, "sha256": "a" * 64}, "eval": {"n": 2, "sha256": "c" * 64}}}}
+    tex = setup_tex(runs, manifests, json.loads(files[0].read_text()), "tiny")
+    provenance_part = tex.split("Provenance (2 runs)")[1]
+    assert config_sha256(config)[:12] + "\\ldots (1 runs)" in provenance_part  # both hashes, counted
+    assert f"PyTorch {__import__('torch').__version__}" in provenance_part
+    assert "1 run(s) read another version" in tex  # seed 1 recorded a split hash unlike the manifest's
+    assert "Device & cpu (" in provenance_part
 
 
 def test_figures_are_vector_pdfs_with_one_style_per_method(tmp_path):

@@ -4,7 +4,8 @@
 - ``curves``: one row per logged value during training, training records (``kind = train``) and
   held-out evaluations (``kind = eval``), with ``pairs_seen`` as a common x-axis for methods that
   take a different number of optimizer steps per batch;
-- ``runs``: one row per (method, seed) with its loss, hyper-parameters, steps and wall time.
+- ``runs``: one row per (method, seed) with its loss, hyper-parameters, steps, wall time and
+  provenance (config hash, split hashes, git commit, package versions, device).
 
 ``summarise`` gives mean ± 95 % confidence half-width over seeds (Student's t, n − 1 degrees of
 freedom; none for a single seed). Tables, figures and the paper's numbers read only these.
@@ -60,9 +61,15 @@ def collect_runs(summary_files: Iterable[str | Path]) -> pd.DataFrame:
     rows = []
     for path in summary_files:
         s = read_json(path)
+        prov = s.get("provenance", {})
+        versions = prov.get("versions", {})
         rows.append({"method": s["method"], "seed": int(s["seed"]), "loss": s["loss"],
                      "inner_steps": s["inner_steps"], "hparams": json.dumps(s["hparams"], sort_keys=True),
-                     "steps": s["final"]["steps"], "batch_size": s["train"]["batch_size"], "wall_s": s["wall_s"]})
+                     "steps": s["final"]["steps"], "batch_size": s["train"]["batch_size"], "wall_s": s["wall_s"],
+                     "config_sha256": prov.get("config_sha256"), "git_commit": prov.get("git_commit"),
+                     "device": prov.get("device"), "device_name": prov.get("device_name"),
+                     **{f"version_{k}": v for k, v in versions.items()},
+                     "split_sha256": json.dumps(s.get("split_sha256", {}), sort_keys=True)})
     return pd.DataFrame(rows)
 
 

@@ -105,7 +105,7 @@ def cmd_init(args, cfg: Config) -> None:
 def cmd_sft(args, cfg: Config) -> None:
     paths = Paths(args.workdir)
     jobs.sft(args.base or paths.base, train_splits(paths, cfg), cfg.tokenize, cfg.sft, args.seed,
-             args.out or paths.sft, args.device)
+             args.out or paths.sft, args.device, config=cfg.to_dict())
 
 
 def cmd_reference(args, cfg: Config) -> None:
@@ -125,7 +125,8 @@ def cmd_train(args, cfg: Config) -> None:
     jobs.train(args.model or paths.sft / "model", train_splits(paths, cfg),
                {n: reference_file(paths, args.reference, n, "train") for n in cfg.data.names},
                cfg.method(args.method), cfg.train, cfg.tokenize, args.seed,
-               args.out or paths.train(args.method, args.seed), args.device, eval_splits, cfg.evaluate)
+               args.out or paths.train(args.method, args.seed), args.device, eval_splits, cfg.evaluate,
+               config=cfg.to_dict())
 
 
 def cmd_evaluate(args, cfg: Config) -> None:
@@ -137,7 +138,7 @@ def cmd_evaluate(args, cfg: Config) -> None:
         out = Path(args.out) / f"{name}.json" if args.out else paths.evaluate(args.method or "policy", args.seed, name)
         jobs.evaluate(policy_dir, args.model or paths.sft / "model", paths.split(name, "eval"),
                       reference_file(paths, args.reference, name, "eval"), name, cfg.tokenize, cfg.evaluate, out,
-                      args.device, run={"method": args.method, "seed": args.seed, "config_hash": cfg.hash()})
+                      args.device, run={"method": args.method, "seed": args.seed}, config=cfg.to_dict())
 
 
 def cmd_demo(args, cfg: Config) -> None:

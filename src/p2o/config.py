@@ -9,8 +9,6 @@ key, e.g. ``config key 'train.lr': expected a number, got 'fast'``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import types
 import typing
@@ -205,7 +203,10 @@ class Config:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """sha256 of the resolved config (``p2o.provenance.config_sha256``), as result files record it."""
+        from p2o.provenance import config_sha256
+
+        return config_sha256(self.to_dict())
 
 
 # --------------------------------------------------------------------------- loading

@@ -88,8 +88,9 @@ def init_model(model: ModelConfig, train_splits: Mapping[str, PathLike], out_dir
 
 
 def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: TokenizeConfig, optim: OptimConfig,
-        seed: int, out_dir: PathLike, device: str = "cpu") -> dict:
-    """SFT on the chosen responses; writes ``out_dir/model``, ``log.jsonl`` and ``summary.json``."""
+        seed: int, out_dir: PathLike, device: str = "cpu", config: Mapping | None = None) -> dict:
+    """SFT on the chosen responses; writes ``out_dir/model``, ``log.jsonl`` and ``summary.json``.
+    ``config`` (the whole resolved config) is recorded in the summary's provenance, never read."""
     from p2o.models import load_model, load_tokenizer, save_model
     from p2o.train import sft as run_sft
 
@@ -103,7 +104,7 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     save_model(model, tokenizer, out_dir / "model")
     summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result,
                "split_sha256": {name: split_hash(path) for name, path in train_splits.items()},
-               "provenance": provenance(device)}
+               "provenance": provenance(device, config)}
     write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -124,7 +125,7 @@ def reference(model_dir: PathLike, split_path: PathLike, dataset: str, tokenize:
 def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs: Mapping[str, PathLike],
           method: MethodSpec, optim: OptimConfig, tokenize: TokenizeConfig, seed: int, out_dir: PathLike,
           device: str = "cpu", eval_splits: Mapping[str, tuple[PathLike, PathLike]] | None = None,
-          evaluate: EvalConfig | None = None) -> dict:
+          evaluate: EvalConfig | None = None, config: Mapping | None = None) -> dict:
     """Preference training from the SFT model; writes ``out_dir/{model/, log.jsonl, summary.json}``.
 
     With ``optim.checkpoint_every > 0`` a killed job rerun with the same arguments resumes from
@@ -132,7 +133,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
 
     ``train_splits`` and ``train_refs`` map dataset -> file, in training order. With
     ``optim.eval_every > 0``, ``eval_splits`` (dataset -> (split file, reference file)) are
-    evaluated during training for the held-out curves.
+    evaluated during training for the held-out curves. ``config`` is recorded, as in ``sft``.
     """
     from p2o.evaluate import evaluate_split
     from p2o.models import load_model, load_tokenizer, save_model
@@ -167,7 +168,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
         "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
         "split_sha256": {name: split_hash(path) for name, path in train_splits.items()}, "final": result,
-        "provenance": provenance(device),
+        "provenance": provenance(device, config),
     }
     write_json(out_dir / "summary.json", summary)
     return summary
@@ -175,9 +176,9 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
 
 def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, ref_path: PathLike, dataset: str,
              tokenize: TokenizeConfig, evaluate: EvalConfig, out_path: PathLike, device: str = "cpu",
-             run: Mapping | None = None) -> dict:
+             run: Mapping | None = None, config: Mapping | None = None) -> dict:
     """Held-out metrics of ``policy_dir`` on one split against the reference model ``model_dir``;
-    ``run`` (method, seed, ...) is recorded with them."""
+    ``run`` (method, seed, ...) and ``config`` are recorded with them."""
     from p2o.evaluate import evaluate_split
     from p2o.models import load_model, load_tokenizer
     from p2o.reference import ReferenceLogps
@@ -189,7 +190,7 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, re
     metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
                              evaluate.batch_size, device)
     record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir), "split_sha256": split_hash(split_path),
-              **metrics, "provenance": provenance(device)}
+              **metrics, "provenance": provenance(device, config)}
     write_json(out_path, record)
     print(f"{dataset}: accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "
           f"{metrics['eval_rewards/margins']:.3f}  KL/token {metrics['eval_kl/token_mean']:.4f}  -> {out_path}",

@@ -1,15 +1,19 @@
-"""What produced a result: package versions, the git commit of the code, the device.
+"""What produced a result: the config and its hash, package versions, the git commit of the
+code, the device.
 
-Every training summary and evaluation record carries ``provenance()`` next to its seed, its
-configuration and the sha256 of the data splits it read.
+Every SFT and training summary and every evaluation record carries ``provenance()`` next to its
+seed and the sha256 of the data splits it read; the paper's setup table is built from these.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import platform
 import subprocess
 from importlib import metadata
+from collections.abc import Mapping
 from pathlib import Path
 
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "numpy")
@@ -40,9 +44,18 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def provenance(device: str) -> dict:
+def config_sha256(config: Mapping) -> str:
+    """sha256 of the config's canonical JSON (keys sorted): equal configs, equal hashes."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def provenance(device: str, config: Mapping | None = None) -> dict:
+    """Code, software, hardware and (when given) the whole resolved config with its hash."""
     import torch
 
     name = torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else platform.processor()
-    return {"git_commit": git_commit(), "versions": versions(), "device": device, "device_name": name or None,
-            "threads": torch.get_num_threads()}
+    out = {"git_commit": git_commit(), "versions": versions(), "device": device, "device_name": name or None,
+           "threads": torch.get_num_threads()}
+    if config is not None:
+        out.update(config_sha256=config_sha256(config), config=dict(config))
+    return out

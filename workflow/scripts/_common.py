@@ -2,7 +2,7 @@
 
 import sys
 
-from p2o.config import build
+from p2o.config import build, config_from_dict
 
 
 def log_to(snakemake):
@@ -13,6 +13,12 @@ def log_to(snakemake):
 def section(cls, value, key):
     """A config dataclass from a rule's params (the schema was checked when the workflow was parsed)."""
     return build(cls, value, key)
+
+
+def resolved_config(snakemake):
+    """The whole config with defaults filled in, to be recorded in result files (not a rule param:
+    recording it must not make every job depend on every key)."""
+    return config_from_dict(dict(snakemake.config)).to_dict()
 
 
 def device():

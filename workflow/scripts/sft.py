@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from _common import device, log_to, section
+from _common import device, log_to, resolved_config, section
 from p2o import jobs
 from p2o.config import OptimConfig, TokenizeConfig
 
@@ -8,4 +8,4 @@ log_to(snakemake)
 p = snakemake.params
 jobs.sft(snakemake.input.base, dict(zip(p.datasets, snakemake.input.splits)),
          section(TokenizeConfig, p.tokenize, "tokenize"), section(OptimConfig, p.sft, "sft"), p.seed,
-         Path(snakemake.output.model).parent, device())
+         Path(snakemake.output.model).parent, device(), config=resolved_config(snakemake))

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from _common import device, log_to, section
+from _common import device, log_to, resolved_config, section
 from p2o import jobs
 from p2o.config import EvalConfig, OptimConfig, TokenizeConfig
 from p2o.losses import MethodSpec
@@ -13,5 +13,5 @@ jobs.train(
     inp.model, dict(zip(names, inp.splits)), dict(zip(names, inp.references)), MethodSpec(**p["method"]),
     section(OptimConfig, p["train"], "train"), section(TokenizeConfig, p["tokenize"], "tokenize"),
     int(snakemake.wildcards.seed), Path(snakemake.output.model).parent, device(), eval_splits,
-    section(EvalConfig, p["evaluate"], "evaluate") if "evaluate" in p else None,
+    section(EvalConfig, p["evaluate"], "evaluate") if "evaluate" in p else None, config=resolved_config(snakemake),
 )
