@@ -839,11 +839,18 @@ def check_file(test: str, fmt: str, spec: FileSpec, min_score_ratio: float | Non
             result = f"dropped {e.reason}"
         else:
             result = "parsed"
-        CASES[f"{fmt}: {spec.labels[k]}"][result] += 1
+        label = spec.labels[k]
+        if kind == "parquet" and _canonical(read_back[k]) != _canonical(spec.items[k]):
+            label += " [parquet changed it: nulls for missing keys, a column's common type]"
+        CASES[f"{fmt}: {label}"][result] += 1
     event(f"file kind: {kind}")
     event(f"outcome: {outcome}")
     EXAMPLES[test] += 1  # counted once the example has passed every check
     return outcome
+
+
+def _canonical(row: dict) -> str:
+    return json.dumps(row, sort_keys=True, default=repr)
 
 
 def check_error(err: DataFormatError, path: Path, indices: list, expected: list, first_error: int | None) -> str:
