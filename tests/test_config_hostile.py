@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from p2o.config import (
+    ComputeMatchedConfig,
     Config,
     ConfigError,
     DataConfig,
@@ -217,7 +218,7 @@ def test_the_workflow_schema_rejects_them_too():
 def test_schema_and_dataclasses_declare_the_same_ranges():
     sections = {("data",): DataConfig, ("data", "datasets", "hh"): DatasetConfig, ("model",): ModelConfig,
                 ("model", "tiny"): TinyModelConfig, ("tokenize",): TokenizeConfig, ("sft",): OptimConfig,
-                ("train",): OptimConfig, ("evaluate",): EvalConfig}
+                ("train",): OptimConfig, ("evaluate",): EvalConfig, ("compute_matched",): ComputeMatchedConfig}
     checked = 0
     for path, cls in sections.items():
         for f in dataclasses.fields(cls):
@@ -243,6 +244,8 @@ def test_schema_and_dataclasses_declare_the_same_ranges():
     ({"data": {"datasets": {"hh": {"format": "csv"}}}}, "data.datasets.hh.format"),
     ({"data": {"datasets": {"hh": {"min_score_ratio": 2.0}}}}, "data.datasets.hh.min_score_ratio"),
     ({"train": {"autocast": "fp16"}}, "train.autocast"),
+    ({"compute_matched": {"methods": ["nope"]}}, "compute_matched.methods"),
+    ({"compute_matched": {"methods": ["dpo"]}, "methods": {"dpo_k3": {"loss": "dpo"}}}, "compute_matched.methods"),
 ])
 def test_cross_key_rules_name_the_key(override, key):
     cfg = copy.deepcopy(BASE)

@@ -11,7 +11,7 @@ import pytest
 from p2o.aggregate import collect_curves, collect_metrics, collect_runs, overall, summarise, t_quantile
 from p2o.paper import findings_tex, numbers_tex, setup_tex
 from p2o.plots import final_metrics, heldout_curves, method_styles, tradeoff, training_curves
-from p2o.tables import method_table, table_csv
+from p2o.tables import compute_table, latex_name, method_table, significant_cells, table_csv
 
 ACC, MARGIN, KL = "eval_rewards/accuracies", "eval_rewards/margins", "eval_kl/token_mean"
 
@@ -61,6 +61,25 @@ def test_table_bolds_the_best_per_column_and_every_tie():
     assert tied.count("\\textbf{0.700") == 2
     wide = table_csv(summary, "hh").set_index("method")
     assert wide.loc["p2o", f"{ACC}:mean"] == pytest.approx(0.91)
+
+
+def test_significant_cells_get_a_dagger_and_compute_table_scales_to_the_first_row():
+    summary = summarise(metrics_frame(VALUES))
+    sig = pd.DataFrame([
+        {"method": "p2o", "baseline": "dpo", "dataset": "hh", "metric": ACC, "significant": True},
+        {"method": "p2o", "baseline": "dpo", "dataset": "hh", "metric": KL, "significant": False},
+        {"method": "p2o", "baseline": "dpo_k3", "dataset": "hh", "metric": MARGIN, "significant": True}])
+    cells = significant_cells(sig, "hh", "dpo")
+    assert cells == {("p2o", ACC)}
+    tex = method_table(summary, "hh", ["dpo", "p2o"], "c", "tab:hh", cells)
+    p2o_row = next(line for line in tex.splitlines() if line.startswith("P$^2$O"))
+    assert p2o_row.count("$^\\dagger$") == 1 and "0.910 $\\pm$" in p2o_row.split("&")[1]
+    runs = pd.DataFrame({"method": ["dpo", "dpo", "dpo_k3", "p2o"], "inner_steps": [1, 1, 3, 3],
+                         "optimizer_steps": [10, 10, 30, 30], "forward_passes": [10, 10, 30, 30],
+                         "backward_passes": [10, 10, 30, 30], "flops": [1e12, 1e12, 3e12, 3.1e12]})
+    table = compute_table(runs, ["dpo", "p2o", "dpo_k3"], "c", "tab:compute")
+    assert "P$^2$O & 3 & 30 & 30 & 30 & 3.1 & 3.10$\\times$" in table
+    assert latex_name("dpo_k3") == "DPO ($K$=3)" and "DPO ($K$=3) & 3 &" in table
 
 
 def test_findings_follow_the_numbers_and_need_three_seeds_for_a_verdict():

@@ -41,6 +41,10 @@ T_975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.045, 2.042]
 
 
+# Per-run work (p2o.compute), kept in runs.csv for the compute table.
+COMPUTE = ("optimizer_steps", "forward_passes", "backward_passes", "flops")
+
+
 def t_quantile(df: int) -> float:
     return T_975[df - 1] if df <= len(T_975) else 1.96
 
@@ -69,7 +73,8 @@ def collect_runs(summary_files: Iterable[str | Path]) -> pd.DataFrame:
                      "config_sha256": prov.get("config_sha256"), "git_commit": prov.get("git_commit"),
                      "device": prov.get("device"), "device_name": prov.get("device_name"),
                      **{f"version_{k}": v for k, v in versions.items()},
-                     "split_sha256": json.dumps(s.get("split_sha256", {}), sort_keys=True)})
+                     "split_sha256": json.dumps(s.get("split_sha256", {}), sort_keys=True),
+                     **{k: s.get("compute", {}).get(k) for k in COMPUTE}})
     return pd.DataFrame(rows)
 
 

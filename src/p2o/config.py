@@ -155,6 +155,15 @@ class EvalConfig:
 
 
 @dataclass
+class ComputeMatchedConfig:
+    """The compute-matched protocol: each listed method is run a second time with K optimizer
+    steps per batch, as ``<name>_k<K>``, so that every method gets the steps P²O gets."""
+
+    inner_steps: int = bounded(3, minimum=1)  # K for every method in the compute-matched table (P²O's K)
+    methods: list[str] = field(default_factory=list)  # methods rerun with K steps per batch ([]: no table)
+
+
+@dataclass
 class Config:
     data: DataConfig
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -167,10 +176,31 @@ class Config:
     # methods run, in the order of table rows and legends; default: all, as listed
     method_order: list[str] | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
+    compute_matched: ComputeMatchedConfig = field(default_factory=ComputeMatchedConfig)
 
     @property
     def method_names(self) -> list[str]:
+        """The methods of the original protocol, in table order."""
         return list(self.method_order) if self.method_order is not None else list(self.methods)
+
+    @property
+    def matched_variants(self) -> dict[str, str]:
+        """``<name>_k<K>`` -> ``<name>`` for the compute-matched reruns (methods already at K need none)."""
+        k = self.compute_matched.inner_steps
+        return {f"{m}_k{k}": m for m in self.compute_matched.methods if self.method(m).inner_steps != k}
+
+    @property
+    def matched_names(self) -> list[str]:
+        """Rows of the compute-matched table: every method at K steps per batch, in table order."""
+        variant_of = {base: variant for variant, base in self.matched_variants.items()}
+        k = self.compute_matched.inner_steps
+        return [variant_of.get(m, m) for m in self.method_names
+                if m in variant_of or self.method(m).inner_steps == k]
+
+    @property
+    def all_method_names(self) -> list[str]:
+        """Every method the workflow trains: the original protocol's, then the compute-matched reruns."""
+        return self.method_names + list(self.matched_variants)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
@@ -187,6 +217,14 @@ class Config:
         if self.method_order is not None and (not self.method_order
                                               or len(set(self.method_order)) != len(self.method_order)):
             raise ConfigError(f"config key 'method_order' must list methods once each, got {self.method_order}")
+        for name in self.compute_matched.methods:
+            if name not in self.method_names:
+                raise ConfigError(f"config key 'compute_matched.methods': {name!r} is not a method run "
+                                  f"({self.method_names})")
+        for variant in self.matched_variants:
+            if variant in self.methods:
+                raise ConfigError(f"config key 'compute_matched.methods': the rerun's name {variant!r} is "
+                                  f"already a method in 'methods'")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"config key 'seeds' must list distinct seeds >= 0, got {self.seeds}")
         if self.model.name_or_path == "tiny" and self.model.tiny.n_positions < self.tokenize.max_length:
@@ -194,9 +232,14 @@ class Config:
                               f"least tokenize.max_length ({self.tokenize.max_length})")
 
     def method(self, name: str):
-        """The resolved ``MethodSpec`` (loss function, hyper-parameters, inner steps) of a method."""
+        """The resolved ``MethodSpec`` (loss function, hyper-parameters, inner steps) of a method,
+        or of a compute-matched rerun ``<name>_k<K>`` (the method's, with K inner steps)."""
         from p2o.losses import method_spec
 
+        k = self.compute_matched.inner_steps
+        base = name.removesuffix(f"_k{k}")
+        if base != name and base in self.compute_matched.methods and name not in self.methods:
+            return dataclasses.replace(method_spec(self, base), name=name, inner_steps=k)
         return method_spec(self, name)
 
     def to_dict(self) -> dict:

@@ -11,6 +11,9 @@ that margins are comparable) the metrics are, over the N pairs of the split:
   of the sequence log-ratio log π(y|x) − log π_ref(y|x) (not a KL: it can be negative);
 - ``eval_logps/chosen``, ``eval_logps/rejected``, ``eval_logps/accuracies`` (log π(y⁺) > log π(y⁻)).
 
+With ``per_pair=True`` the record also holds ``pairs``: each pair's id and margin h(y⁺) − h(y⁻), for
+the paired bootstrap of ``p2o.significance``.
+
 Reference log-probs for the rewards are the shared precomputed ones; the reference model is run
 as well because the exact KL needs its full distribution, and the two are checked to agree.
 """
@@ -30,7 +33,8 @@ REFERENCE_TOLERANCE = 1e-2
 
 @torch.inference_mode()
 def evaluate_split(policy, reference_model, split: TokenizedSplit, reference: ReferenceLogps, beta: float,
-                   pad_id: int, batch_size: int = 16, device: str = "cpu", progress: bool = True) -> dict:
+                   pad_id: int, batch_size: int = 16, device: str = "cpu", progress: bool = True,
+                   per_pair: bool = False) -> dict:
     policy.eval()
     reference_model.eval()
     n = len(split)
@@ -57,7 +61,7 @@ def evaluate_split(policy, reference_model, split: TokenizedSplit, reference: Re
                          f"another model or tokenisation?")
     logratio = logps - stored
     h_chosen, h_rejected = beta * logratio[:n], beta * logratio[n:]
-    return {
+    metrics = {
         "n_pairs": n,
         "eval_rewards/accuracies": (h_chosen > h_rejected).float().mean().item(),
         "eval_rewards/margins": (h_chosen - h_rejected).mean().item(),
@@ -70,3 +74,6 @@ def evaluate_split(policy, reference_model, split: TokenizedSplit, reference: Re
         "eval_logps/accuracies": (logps[:n] > logps[n:]).float().mean().item(),
         "eval_reference/max_abs_gap": gap,
     }
+    if per_pair:
+        metrics["pairs"] = {"id": list(split.ids), "margin": (h_chosen - h_rejected).tolist()}
+    return metrics

@@ -135,6 +135,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     ``optim.eval_every > 0``, ``eval_splits`` (dataset -> (split file, reference file)) are
     evaluated during training for the held-out curves. ``config`` is recorded, as in ``sft``.
     """
+    from p2o.compute import compute_record, training_compute
     from p2o.evaluate import evaluate_split
     from p2o.models import load_model, load_tokenizer, save_model
     from p2o.reference import ReferenceLogps
@@ -168,6 +169,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
         "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
         "split_sha256": {name: split_hash(path) for name, path in train_splits.items()}, "final": result,
+        "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method), policy),
         "provenance": provenance(device, config),
     }
     write_json(out_dir / "summary.json", summary)
@@ -188,7 +190,7 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, re
     split = load_split(tokenizer, split_path, dataset, tokenize)
     ref = ReferenceLogps.load(ref_path, split, tokenize)
     metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
-                             evaluate.batch_size, device)
+                             evaluate.batch_size, device, per_pair=True)
     record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir), "split_sha256": split_hash(split_path),
               **metrics, "provenance": provenance(device, config)}
     write_json(out_path, record)

@@ -25,8 +25,10 @@ def digits_for(metric: str) -> int:
     return 4 if "kl" in metric else 3
 
 
-def method_table(summary: pd.DataFrame, dataset: str, methods: list[str], caption: str, label: str) -> str:
-    """One table for one dataset (or 'all'): a row per method, a column per reported metric."""
+def method_table(summary: pd.DataFrame, dataset: str, methods: list[str], caption: str, label: str,
+                 significant: set[tuple[str, str]] = frozenset()) -> str:
+    """One table for one dataset (or 'all'): a row per method, a column per reported metric.
+    ``significant`` holds (method, metric) cells to mark with a dagger (``p2o.significance``)."""
     rows = summary[summary["dataset"] == dataset].set_index(["method", "metric"])
     best = {}  # metric -> the methods whose mean is the best (all of them when tied)
     for metric, direction in METRICS.items():
@@ -46,16 +48,49 @@ def method_table(summary: pd.DataFrame, dataset: str, methods: list[str], captio
                 cells.append("--")
                 continue
             r = rows.loc[(method, metric)]
-            cells.append(fmt(r["mean"], r["ci95"], digits_for(metric), method in best[metric]))
+            mark = "$^\\dagger$" if (method, metric) in significant else ""
+            cells.append(fmt(r["mean"], r["ci95"], digits_for(metric), method in best[metric]) + mark)
         lines.append(f"{latex_name(method)} & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(lines)
 
 
 def latex_name(method: str) -> str:
-    """Display name of a method: P²O and PKTO as in the paper, the others upper-cased."""
-    names = {"p2o": "P$^2$O", "pkto": "PKTO"}
+    """Display name of a method as in the papers; a compute-matched rerun ``dpo_k3`` is
+    ``DPO ($K$=3)``."""
+    base, _, k = method.rpartition("_k")
+    if base and k.isdigit():
+        return f"{latex_name(base)} ($K$={k})"
+    names = {"p2o": "P$^2$O", "pkto": "PKTO", "cdpo": "cDPO", "robust_dpo": "rDPO", "hinge": "Hinge",
+             "rdpo": "R-DPO", "simpo": "SimPO", "orpo": "ORPO", "slpo": "SLPO", "tdpo1": "TDPO$_1$",
+             "tdpo2": "TDPO$_2$"}
     return names.get(method, method.upper().replace("_", "\\_"))
+
+
+def significant_cells(sig: pd.DataFrame, dataset: str, baseline: str) -> set[tuple[str, str]]:
+    """(method, metric) pairs whose gap to ``baseline`` on ``dataset`` is significant."""
+    rows = sig[(sig["dataset"] == dataset) & (sig["baseline"] == baseline) & sig["significant"].astype(bool)]
+    return set(zip(rows["method"], rows["metric"]))
+
+
+def compute_table(runs: pd.DataFrame, methods: list[str], caption: str, label: str) -> str:
+    """What each method's training cost (``p2o.compute``), mean over seeds; FLOPs also relative to
+    the first row's."""
+    per = runs.groupby("method")[["inner_steps", "optimizer_steps", "forward_passes", "backward_passes",
+                                  "flops"]].mean()
+    methods = [m for m in methods if m in per.index]
+    ref = per.loc[methods[0], "flops"] if methods else math.nan
+    lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+             "\\begin{tabular}{lrrrrrr}", "\\toprule",
+             f"Method & $K$ & Optimizer steps & Forwards & Backwards & TFLOPs & vs {latex_name(methods[0])} \\\\"
+             if methods else "Method \\\\", "\\midrule"]
+    for m in methods:
+        r = per.loc[m]
+        lines.append(f"{latex_name(m)} & {r['inner_steps']:.0f} & {r['optimizer_steps']:.0f} & "
+                     f"{r['forward_passes']:.0f} & {r['backward_passes']:.0f} & {r['flops'] / 1e12:.3g} & "
+                     f"{r['flops'] / ref:.2f}$\\times$ \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(lines)
 
 
 def table_csv(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:

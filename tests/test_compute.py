@@ -1,0 +1,65 @@
+"""Compute accounting: the replayed counts equal what the training loop really ran."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+import p2o.train
+from p2o.compute import Compute, model_size, training_compute
+from p2o.config import OptimConfig
+from p2o.losses import MethodSpec
+from test_train import setup  # noqa: F401  (the module fixture: tiny model, two splits, references)
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.mark.parametrize("method", [
+    MethodSpec("dpo", "dpo", {"beta": 0.5}),
+    MethodSpec("dpo_k3", "dpo", {"beta": 0.5}, inner_steps=3),
+    MethodSpec("p2o", "p2o", {"beta": 0.5, "eps_clip": 0.2, "kl_coef": 0.1, "ratio": "pair", "kl_estimator": "k3"},
+               inner_steps=2),
+    MethodSpec("kto", "kto", {"beta": 0.5, "desirable_weight": 1.0, "undesirable_weight": 1.0,
+                              "ref_point": "mismatched"}),
+])
+def test_replayed_counts_equal_the_loop(setup, monkeypatch, method):  # noqa: F811
+    tok, model, splits, refs = setup
+    seen = Compute()
+    real_pair_logps, real_sequence_logps = p2o.train.pair_logps, p2o.train.sequence_logps
+
+    def counting_pair_logps(m, batch):
+        seen.forward_passes += 1
+        seen.backward_passes += 1
+        seen.forward_tokens += batch.pairs.n_tokens
+        seen.forward_head_tokens += int(batch.pairs.response_mask.sum())
+        return real_pair_logps(m, batch)
+
+    def counting_sequence_logps(m, rows):
+        seen.forward_passes += 1
+        seen.forward_tokens += rows.n_tokens
+        seen.forward_head_tokens += int(rows.response_mask.sum())
+        return real_sequence_logps(m, rows)
+
+    monkeypatch.setattr(p2o.train, "pair_logps", counting_pair_logps)
+    monkeypatch.setattr(p2o.train, "sequence_logps", counting_sequence_logps)
+    optim = OptimConfig(lr=1e-3, batch_size=3, epochs=2, warmup_ratio=0.0)
+    result = p2o.train.train_preference(copy.deepcopy(model), splits, refs, method, optim, 7, tok.pad_token_id)
+
+    replay = training_compute(splits, optim.batch_size, optim.epochs, 7, method)
+    assert replay.optimizer_steps == result["steps"]
+    assert replay.forward_passes == seen.forward_passes
+    assert replay.backward_passes == seen.backward_passes == result["steps"]
+    assert replay.forward_tokens == seen.forward_tokens
+    assert replay.forward_head_tokens == seen.forward_head_tokens
+
+
+def test_flops_follow_kaplan(setup):  # noqa: F811
+    _, model, _, _ = setup
+    body, d, vocab = model_size(model)
+    everything = sum(p.numel() for p in model.parameters())
+    assert 0 < body < everything and d == model.config.n_embd and vocab == model.config.vocab_size
+    c = Compute(forward_tokens=10, forward_head_tokens=4, backward_tokens=10, backward_head_tokens=4)
+    assert c.flops(body, d, vocab) == 3 * (2 * body * 10 + 2 * d * vocab * 4)  # backward = 2 x forward
+    k3 = Compute(forward_tokens=30, forward_head_tokens=12, backward_tokens=30, backward_head_tokens=12)
+    assert k3.flops(body, d, vocab) == 3 * c.flops(body, d, vocab)
