@@ -21,8 +21,8 @@ import warnings
 import torch
 
 trl = __import__("pytest").importorskip("trl", reason="the TRL oracle needs the test extra: pip install -e '.[test]'")
-from trl.trainer.dpo_trainer import DPOTrainer
-from trl.trainer.kto_trainer import KTOTrainer
+from trl.trainer.dpo_trainer import DPOTrainer  # noqa: E402 - after the skip
+from trl.trainer.kto_trainer import KTOTrainer  # noqa: E402
 
 with warnings.catch_warnings():  # "You are importing from 'trl.experimental'"
     warnings.simplefilter("ignore")
