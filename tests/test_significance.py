@@ -52,7 +52,7 @@ def test_compare_pairs_by_id_and_marks_clear_gaps():
     better = {("p2o", s, d): [1.0] * n for s in (0, 1) for d in ("hh", "uf")}
     same = {("ipo", s, d): [-1.0] * (n // 2) + [1.0] * (n // 2) for s in (0, 1) for d in ("hh", "uf")}
     pairs = pairs_frame({**base, **better, **same}).sample(frac=1.0, random_state=0)  # order must not matter
-    table = significance(pairs, {"p2o": "dpo", "ipo": "dpo", "dpo": "dpo"}, ["hh", "uf"], n_boot=500)
+    table = significance(pairs, [("p2o", "dpo"), ("ipo", "dpo"), ("dpo", "dpo")], ["hh", "uf"], n_boot=500)
     acc = table[table["metric"] == "eval_rewards/accuracies"].set_index(["method", "dataset"])
     assert acc.loc[("p2o", "all"), "diff"] == pytest.approx(0.5) and acc.loc[("p2o", "all"), "significant"]
     assert acc.loc[("ipo", "hh"), "diff"] == 0 and not acc.loc[("ipo", "hh"), "significant"]

@@ -52,8 +52,12 @@ def test_paper_config_plans_every_method_seed_and_split(tmp_path):
     jobs = planned_jobs(snakemake(wd, "-n").stdout)
     train = {(w["method"], w["seed"]) for r, w in jobs if r == "train"}
     evaluate = {(w["method"], w["seed"], w["dataset"]) for r, w in jobs if r == "evaluate"}
-    assert len(train) == 5 * 3 and len(evaluate) == 5 * 3 * 3
-    assert {m for m, _ in train} == {"dpo", "ipo", "kto", "p2o", "pkto"}
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    k = cfg["compute_matched"]["inner_steps"]
+    methods = set(cfg["method_order"]) | {f"{m}_k{k}" for m in cfg["compute_matched"]["methods"]}
+    assert {"dpo", "ipo", "kto", "p2o", "pkto", "simpo", "orpo", "dpo_k3"} <= methods
+    assert {m for m, _ in train} == methods
+    assert len(train) == len(methods) * 3 and len(evaluate) == len(methods) * 3 * 3
     assert sum(r == "reference" for r, _ in jobs) == 3 * 2  # once per split, shared by every method
 
 
@@ -93,6 +97,7 @@ REDUCED = {
     "train": {"eval_every": 2},
     "method_order": ["dpo", "p2o"],
     "methods": {"p2o": {"inner_steps": 2}},
+    "compute_matched": {"inner_steps": 2, "methods": ["dpo"]},  # DPO rerun as dpo_k2, beside P²O's K = 2
     "seeds": [0],
 }
 
@@ -109,7 +114,15 @@ def test_reduced_demo_end_to_end_and_partial_rerun(tmp_path):
     for method in ("dpo", "p2o"):
         for dataset in ("hh", "shp", "uf"):
             assert (wd / "results" / "evaluate" / method / "seed0" / f"{dataset}.json").exists()
-    assert "P$^2$O" in (wd / "results" / "paper" / "generated" / "table_all.tex").read_text()
+    generated = wd / "results" / "paper" / "generated"
+    assert "P$^2$O" in (generated / "table_all.tex").read_text()
+    matched = (generated / "table_matched.tex").read_text()
+    assert "DPO ($K$=2)" in matched and "P$^2$O" in matched
+    assert "table_matched" in (generated / "tables.tex").read_text()
+    compute = (generated / "table_compute.tex").read_text()
+    assert "DPO ($K$=2) & 2 &" in compute
+    sig = (wd / "results" / "aggregate" / "significance.csv").read_text()
+    assert "p2o,dpo,all,eval_rewards/accuracies" in sig and "p2o,dpo_k2,all" in sig
 
     changed = write(tmp_path / "eps.yaml", {"methods": {"p2o": {"eps_clip": 0.3}}})
     jobs = planned_jobs(snakemake(wd, "-n", *demo, changed).stdout)  # one --configfile, several files
@@ -120,3 +133,22 @@ def test_reduced_demo_end_to_end_and_partial_rerun(tmp_path):
 
     # nothing changed: nothing to do
     assert planned_jobs(snakemake(wd, "-n", *demo).stdout) == []
+
+
+def test_paper_config_plans_the_reward_model_experiment(tmp_path):
+    """Reward model versus DPO (workflow/rules/reward.smk): every size x seed trains both models
+    once; sizes above data.n_train get their own pool (prepared and scored once per dataset)."""
+    wd = checkout(tmp_path)
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    rm = cfg["rm_experiment"]
+    jobs = planned_jobs(snakemake(wd, "-n").stdout)
+    cells = {(d, str(n), str(s)) for d in rm["datasets"] for n in rm["sizes"] for s in rm["seeds"]}
+    for rule in ("rm_train_reward_model", "rm_train_policy"):
+        planned = [(w["dataset"], w["size"], w["seed"]) for r, w in jobs if r == rule]
+        assert len(planned) == len(cells) and set(planned) == cells, rule
+    assert {(w["dataset"], w["size"]) for r, w in jobs if r == "rm_subset"} == {
+        (d, str(n)) for d in rm["datasets"] for n in rm["sizes"]}
+    assert max(rm["sizes"]) > cfg["data"]["n_train"]  # the paper's sizes need the larger pool
+    for rule in ("rm_prepare", "rm_reference", "rm_evaluate"):
+        assert sorted(w["dataset"] for r, w in jobs if r == rule) == sorted(rm["datasets"]), rule
+    assert {r for r, _ in jobs} >= {"rm_aggregate", "rm_figure", "rm_table", "rm_numbers", "paper"}

@@ -164,6 +164,43 @@ class ComputeMatchedConfig:
 
 
 @dataclass
+class RewardExperimentConfig:
+    """Reward model versus DPO over training-set sizes (after Shi et al. 2025): for each dataset,
+    size N and seed, a Bradley–Terry reward model and ``method`` train on the same first N pairs
+    of the training pool (``p2o.rm_experiment``) and are scored on the held-out split."""
+
+    datasets: list[str] | None = None  # datasets run, each on its own (default: every dataset of data.order)
+    sizes: list[int] = field(default_factory=lambda: [1000, 2000, 4000, 9000])  # training pairs N (Shi et al.)
+    seeds: list[int] = field(default_factory=lambda: [41, 42, 43])  # seeds of both models (Shi et al.)
+    method: str = "dpo"  # the `methods` entry whose implicit reward is compared with the reward model
+    epochs: int = bounded(2, minimum=1)  # passes over the N pairs, both models (the rest of the optimiser: `train`)
+    lr: float | None = bounded(None, exclusiveMinimum=0)  # the reward model's peak learning rate (null: train.lr)
+
+    def validate(self, key: str) -> None:
+        for name, values, low in (("sizes", self.sizes, 1), ("seeds", self.seeds, 0)):
+            if not values or len(set(values)) != len(values) or min(values) < low:
+                raise ConfigError(f"config key '{key}.{name}' must list distinct integers >= {low}, got {values}")
+        if self.datasets is not None and (not self.datasets or len(set(self.datasets)) != len(self.datasets)):
+            raise ConfigError(f"config key '{key}.datasets' must list datasets once each, got {self.datasets}")
+
+    def check(self, cfg: Config, key: str) -> None:
+        """Cross-key rules: known datasets, a known method that reads no mismatched reference rows."""
+        for name in self.datasets or []:
+            if name not in cfg.data.names:
+                raise ConfigError(f"config key '{key}.datasets': {name!r} is not a dataset in use "
+                                  f"({cfg.data.names})")
+        if self.method not in cfg.methods or self.method == "rm":  # "rm" names the reward model's folder
+            raise ConfigError(f"config key '{key}.method': {self.method!r} is not a method of 'methods' "
+                              f"({sorted(cfg.methods)})")
+        if cfg.method(self.method).needs_kl_rows:
+            raise ConfigError(f"config key '{key}.method': {self.method!r} reads mismatched reference rows "
+                              f"(ref_point: mismatched), which the experiment's nested subsets do not keep")
+
+    def dataset_names(self, data: DataConfig) -> list[str]:
+        return list(self.datasets) if self.datasets is not None else data.names
+
+
+@dataclass
 class Config:
     data: DataConfig
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -176,6 +213,7 @@ class Config:
     # methods run, in the order of table rows and legends; default: all, as listed
     method_order: list[str] | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
+    rm_experiment: RewardExperimentConfig = field(default_factory=RewardExperimentConfig)
     compute_matched: ComputeMatchedConfig = field(default_factory=ComputeMatchedConfig)
 
     @property
@@ -225,6 +263,7 @@ class Config:
             if variant in self.methods:
                 raise ConfigError(f"config key 'compute_matched.methods': the rerun's name {variant!r} is "
                                   f"already a method in 'methods'")
+        self.rm_experiment.check(self, "rm_experiment")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"config key 'seeds' must list distinct seeds >= 0, got {self.seeds}")
         if self.model.name_or_path == "tiny" and self.model.tiny.n_positions < self.tokenize.max_length:

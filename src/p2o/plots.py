@@ -138,3 +138,39 @@ def tradeoff(summary: pd.DataFrame, methods: list[str], datasets: list[str], pat
         ax.set_ylabel(METRIC_LABELS[acc])
     legend_above(fig, axes[0, 0])
     save(fig, path)
+
+
+def rm_model_styles(models: list[str]) -> dict[str, dict]:
+    """The reward model ("rm") in black with squares; policies keep their method's colour and marker."""
+    styles = method_styles([m for m in models if m != "rm"])
+    return {m: styles[m] if m in styles else {"color": "black", "marker": "s"} for m in models}
+
+
+def rm_model_name(model: str) -> str:
+    return "Reward model" if model == "rm" else f"{display_name(model)} (implicit reward)"
+
+
+def rm_vs_dpo(summary: pd.DataFrame, datasets: list[str], models: list[str], path) -> None:
+    """Held-out accuracy against training pairs N (log scale), one panel per dataset, mean ± 95 %
+    CI over seeds as a band cut to [0, 1] (``p2o.rm_experiment.summary``)."""
+    styles = rm_model_styles(models)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 3.0), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        sizes = sorted(summary.loc[summary["dataset"] == dataset, "size"].unique())
+        for m in models:
+            d = summary[(summary["dataset"] == dataset) & (summary["model"] == m)].sort_values("size")
+            if d.empty:
+                continue
+            ci = np.nan_to_num(d["ci95"].to_numpy(dtype=float))
+            ax.plot(d["size"], d["mean"], color=styles[m]["color"], marker=styles[m]["marker"], ms=5, lw=1.4,
+                    label=rm_model_name(m))
+            low, high = np.clip(d["mean"] - ci, 0, 1), np.clip(d["mean"] + ci, 0, 1)  # accuracy is in [0, 1]
+            ax.fill_between(d["size"], low, high, color=styles[m]["color"], alpha=0.15, lw=0)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_title(dataset.upper())
+        ax.set_xlabel("training pairs $N$")
+        ax.set_ylabel("held-out accuracy")
+    legend_above(fig, axes[0, 0])
+    save(fig, path)

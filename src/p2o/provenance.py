@@ -44,6 +44,17 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def cpu_name() -> str | None:
+    """The CPU model (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or None
+
+
 def config_sha256(config: Mapping) -> str:
     """sha256 of the config's canonical JSON (keys sorted): equal configs, equal hashes."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
@@ -53,8 +64,8 @@ def provenance(device: str, config: Mapping | None = None) -> dict:
     """Code, software, hardware and (when given) the whole resolved config with its hash."""
     import torch
 
-    name = torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else platform.processor()
-    out = {"git_commit": git_commit(), "versions": versions(), "device": device, "device_name": name or None,
+    name = torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else cpu_name()
+    out = {"git_commit": git_commit(), "versions": versions(), "device": device, "device_name": name,
            "threads": torch.get_num_threads()}
     if config is not None:
         out.update(config_sha256=config_sha256(config), config=dict(config))

@@ -76,10 +76,10 @@ def compare(pairs: pd.DataFrame, method: str, baseline: str, datasets: list[str]
     return rows
 
 
-def significance(pairs: pd.DataFrame, comparisons: dict[str, str], datasets: list[str],
+def significance(pairs: pd.DataFrame, comparisons: Iterable[tuple[str, str]], datasets: list[str],
                  n_boot: int = N_BOOT) -> pd.DataFrame:
-    """``comparisons``: method -> its baseline (e.g. every method -> dpo; every K-step rerun -> dpo_k3)."""
-    rows = [row for method, baseline in comparisons.items() if method != baseline
+    """``comparisons``: (method, baseline) pairs, e.g. every method vs dpo and every K-step run vs dpo_k3."""
+    rows = [row for method, baseline in comparisons if method != baseline
             for row in compare(pairs, method, baseline, datasets, n_boot)]
     return pd.DataFrame(rows, columns=["method", "baseline", "dataset", "metric", "diff", "ci_low", "ci_high",
                                        "significant", "n_seeds", "n_pairs"])

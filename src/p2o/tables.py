@@ -99,3 +99,42 @@ def table_csv(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     wide = rows.pivot(index="method", columns="metric", values=["mean", "ci95"])
     wide.columns = [f"{metric}:{stat}" for stat, metric in wide.columns]
     return wide.reset_index()
+
+
+def rm_model_label(model: str) -> str:
+    """Column name of a model in the reward-model experiment's table."""
+    return "Reward model" if model == "rm" else f"{latex_name(model)} (implicit)"
+
+
+def rm_experiment_table(summary: pd.DataFrame, datasets: list[str], models: list[str],
+                        label: str = "tab:rm_experiment") -> str:
+    """Reward model versus DPO (``p2o.rm_experiment.summary``): a row per dataset and size N, a
+    column per model with held-out accuracy mean ± 95 % CI over seeds; the higher mean in bold."""
+    rows = summary.set_index(["dataset", "size", "model"])
+    n_seeds = int(summary["n_seeds"].min()) if len(summary) else 0
+    caption = (f"Reward model versus DPO: held-out accuracy after training on the first $N$ pairs, "
+               f"mean $\\pm$ 95\\,\\% CI over {n_seeds} seed{'s' if n_seeds != 1 else ''}; the higher per row "
+               f"in bold.")
+    lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+             "\\begin{tabular}{lr" + "r" * len(models) + "}", "\\toprule",
+             "Data & $N$ & " + " & ".join(rm_model_label(m) for m in models) + " \\\\", "\\midrule"]
+    for k, dataset in enumerate(datasets):
+        sizes = sorted(summary.loc[summary["dataset"] == dataset, "size"].unique())
+        if k and sizes:
+            lines.append("\\midrule")
+        for size in sizes:
+            cells = {m: rows.loc[(dataset, size, m)] for m in models if (dataset, size, m) in rows.index}
+            top = max((r["mean"] for r in cells.values()), default=math.nan)
+            shown = [fmt(cells[m]["mean"], cells[m]["ci95"], 3, abs(cells[m]["mean"] - top) <= 1e-12)
+                     if m in cells else "--" for m in models]
+            lines.append(f"{dataset.upper()} & {size} & " + " & ".join(shown) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(lines)
+
+
+def rm_experiment_csv(summary: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """The table's numbers, wide: one row per (dataset, size), mean and ci95 per model."""
+    wide = summary.pivot(index=["dataset", "size"], columns="model", values=["mean", "ci95"])
+    wide.columns = [f"{model}:{stat}" for stat, model in wide.columns]
+    order = [f"{m}:{s}" for m in models for s in ("mean", "ci95") if f"{m}:{s}" in wide.columns]
+    return wide[order].reset_index()

@@ -8,6 +8,10 @@ rule aggregate:
         summary="results/aggregate/summary.csv",
         curves="results/aggregate/curves.csv",
         runs="results/aggregate/runs.csv",
+        significance="results/aggregate/significance.csv",
+    params:
+        comparisons=comparisons(),
+        datasets=DATASETS,
     log:
         "logs/aggregate.log",
     script:

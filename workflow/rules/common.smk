@@ -16,7 +16,21 @@ except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
 
 DATASETS = CFG.data.names  # training order
-METHODS = CFG.method_names  # order of table rows and legends
+MAIN_METHODS = CFG.method_names  # the original protocol: order of table rows and legends
+MATCHED_METHODS = CFG.matched_names  # rows of the compute-matched table (every method at K steps per batch)
+METHODS = CFG.all_method_names  # everything trained: the above plus the K-step reruns
+
+
+def baseline_of(rows):
+    """The row significance is tested against: DPO (at the rows' K), else the first row."""
+    return next((m for m in rows if CFG.method(m).loss == "dpo"), rows[0] if rows else None)
+
+
+def comparisons():
+    """[method, baseline] pairs: each method against DPO in the original protocol and against DPO
+    at K steps per batch in the compute-matched one (P²O is in both)."""
+    return [[m, baseline_of(rows)] for rows in (MAIN_METHODS, MATCHED_METHODS) for m in rows
+            if m != baseline_of(rows)]
 SEEDS = CFG.seeds
 PARTS = ["train", "eval"]
 

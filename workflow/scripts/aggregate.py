@@ -5,6 +5,7 @@ import pandas as pd
 from _common import log_to
 from p2o.aggregate import collect_curves, collect_metrics, collect_runs, overall, summarise
 from p2o.io import atomic_path
+from p2o.significance import collect_pairs, significance
 
 log_to(snakemake)
 inp, out = snakemake.input, snakemake.output
@@ -13,6 +14,8 @@ runs = collect_runs(inp.summaries)
 logs = {(Path(p).parent.parent.name, int(Path(p).parent.name.removeprefix("seed"))): p for p in inp.logs}
 curves = collect_curves(logs, runs)
 summary = pd.concat([summarise(metrics), overall(metrics)], ignore_index=True)
-for frame, path in ((metrics, out.metrics), (summary, out.summary), (curves, out.curves), (runs, out.runs)):
+sig = significance(collect_pairs(inp.evaluations), snakemake.params.comparisons, snakemake.params.datasets)
+for frame, path in ((metrics, out.metrics), (summary, out.summary), (curves, out.curves), (runs, out.runs),
+                    (sig, out.significance)):
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)

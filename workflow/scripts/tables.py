@@ -2,15 +2,31 @@ import pandas as pd
 
 from _common import log_to
 from p2o.io import atomic_path, write_text
-from p2o.tables import method_table, table_csv
+from p2o.tables import compute_table, latex_name, method_table, significant_cells, table_csv
 
 log_to(snakemake)
-summary = pd.read_csv(snakemake.input.summary)
-for table, tex, csv in zip(snakemake.params.tables, snakemake.output.tex, snakemake.output.csv):
-    where = "averaged over datasets" if table == "all" else f"on {table.upper()}"
-    caption = f"Held-out results {where}: mean $\\pm$ 95\\,\\% CI over seeds; best per column in bold."
-    write_text(tex, method_table(summary, table, snakemake.params.methods, caption, f"tab:{table}"))
+p, out = snakemake.params, snakemake.output
+summary, runs = pd.read_csv(snakemake.input.summary), pd.read_csv(snakemake.input.runs)
+sig = pd.read_csv(snakemake.input.significance)
+for table, tex, csv in zip(p.tables, out.tex, out.csv):
+    if table == "matched":
+        dataset, methods, baseline = "all", p.matched, p.matched_baseline
+        what = (f"Compute-matched protocol: every method takes $K$ = {p.inner_steps} optimizer steps per batch; "
+                f"held-out results averaged over datasets")
+    else:
+        dataset, methods, baseline = table, p.methods, p.baseline
+        what = "Original protocol (P$^2$O and PKTO take $K$ steps per batch, the baselines one): held-out results " + (
+            "averaged over datasets" if table == "all" else f"on {table.upper()}")
+    caption = (f"{what}. Mean $\\pm$ 95\\,\\% CI over seeds; best per column in bold; $^\\dagger$: differs from "
+               f"{latex_name(baseline)} at 95\\,\\% (paired bootstrap over held-out pairs and seeds).")
+    write_text(tex, method_table(summary, dataset, methods, caption, f"tab:{table}",
+                                 significant_cells(sig, dataset, baseline)))
     with atomic_path(csv) as tmp:
-        table_csv(summary, table).to_csv(tmp, index=False)
-order = ["all"] + [t for t in snakemake.params.tables if t != "all"]  # the overall table first
-write_text(snakemake.output.index, "".join(f"\\input{{generated/table_{t}.tex}}\n" for t in order))
+        frame = table_csv(summary, dataset)
+        frame[frame["method"].isin(methods)].to_csv(tmp, index=False)
+write_text(out.compute, compute_table(runs, p.all_methods, "Training compute per run (mean over seeds): optimizer "
+                                      "steps, batch forward and backward passes, and FLOPs (Kaplan et al.'s 6N "
+                                      "rule, LM head at response tokens only).", "tab:compute"))
+order = ["all", "matched", "compute"] + [t for t in p.tables if t not in ("all", "matched")]
+write_text(out.index, "".join(f"\\input{{generated/table_{t}.tex}}\n" for t in order
+                              if t == "compute" or t in p.tables))

@@ -1,0 +1,70 @@
+"""Reward model versus DPO over training-set sizes (after Shi et al. 2025, "A Dichotomy of RLHF
+and DPO"): the training subsets, and the tidy table and summary of the results.
+
+For each dataset and size N both models train on the same N pairs: the first N pairs of a
+training pool in the order of ``p2o.data.splits`` (sorted by the salted prompt hash, so the order
+is a fixed shuffle that no seed changes). Subsets are nested: the pairs of a smaller N are among
+those of every larger one. The pool is the main experiment's training split when that holds
+max(N) pairs, else a larger split prepared with the same salt and held-out size; either way the
+held-out split is the main one, and the main training split is a prefix of the pool.
+
+Reference log-probs of a subset are the pool's, cut to the same prefix (none is recomputed).
+Only the mismatched-completion row of the subset's last pair differs (it wraps to the subset's
+first pair, the pool's to pair N); that row is stored as NaN, and methods that read those rows
+(KTO's ``ref_point: mismatched``) are refused by the config check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from p2o.aggregate import summarise
+from p2o.io import read_json
+
+MODEL_RM = "rm"  # the reward model's name in paths, tables and figures
+COLUMNS = ["dataset", "size", "seed", "model", "accuracy", "margin", "n_eval"]
+
+
+def reference_prefix(ref, n: int):
+    """The ``ReferenceLogps`` of the first ``n`` pairs (see the module docstring for the KL rows)."""
+    import torch
+
+    from p2o.reference import ReferenceLogps
+
+    if n > len(ref.ids):
+        raise ValueError(f"asked for the first {n} pairs of reference log-probs over {len(ref.ids)}")
+    kl = ref.kl[:n].clone()
+    if n < len(ref.ids):
+        kl[-1] = torch.nan  # computed against pair n of the pool, not pair 0 of the subset
+    return ReferenceLogps(ids=list(ref.ids[:n]), chosen=ref.chosen[:n].clone(), rejected=ref.rejected[:n].clone(),
+                          chosen_tokens=ref.chosen_tokens[:n].clone(), rejected_tokens=ref.rejected_tokens[:n].clone(),
+                          kl=kl, tokenize=dict(ref.tokenize))
+
+
+def collect(eval_files: Iterable[str | Path]) -> pd.DataFrame:
+    """Tidy (dataset, size, seed, model, accuracy, margin, n_eval) from the evaluation JSONs.
+
+    ``margin`` is in each model's own units (reward-model reward, or β-scaled log-ratio), so it
+    compares across sizes and seeds of one model, not between models.
+    """
+    rows = []
+    for path in eval_files:
+        r = read_json(path)
+        rows.append({"dataset": r["dataset"], "size": int(r["size"]), "seed": int(r["seed"]), "model": r["model"],
+                     "accuracy": float(r["eval_rewards/accuracies"]), "margin": float(r["eval_rewards/margins"]),
+                     "n_eval": int(r["n_pairs"])})
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values(["dataset", "model", "size", "seed"], kind="stable",
+                                                            ignore_index=True)
+
+
+def summary(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy mean, 95 % CI half-width (Student's t over seeds) and seed count per
+    (dataset, size, model), sizes ascending."""
+    frame = tidy.rename(columns={"accuracy": "value"})
+    out = summarise(frame, by=["dataset", "model", "size"])
+    out["size"] = out["size"].astype(int)
+    out["n_seeds"] = out["n_seeds"].astype(int)
+    return out.sort_values(["dataset", "model", "size"], kind="stable", ignore_index=True)
