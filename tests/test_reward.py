@@ -56,7 +56,8 @@ def test_bradley_terry_loss_value_gradient_and_metrics():
 
 
 def test_accuracy_counts_strict_wins_only():
-    assert pair_accuracy(torch.tensor([1.0, 2.0, 3.0, 0.5]), torch.tensor([0.0, 2.0, 4.0, -1.0])).item() == 0.5
+    chosen, rejected = torch.tensor([1.0, 2.0, 3.0, 0.5]), torch.tensor([0.0, 2.0, 4.0, -1.0])
+    assert pair_accuracy(chosen, rejected).item() == 0.5
     assert pair_accuracy(torch.zeros(4), torch.zeros(4)).item() == 0.0
 
 
@@ -69,8 +70,8 @@ def tiny():
     chosen = [f" {t.capitalize()} is lovely; here is a clear and friendly answer about {t}." for t in TOPICS]
     rejected = [" No." for _ in TOPICS]
     tok = train_bpe_tokenizer(prompts + chosen + rejected, vocab_size=300)
-    lm = build_tiny_model(ModelConfig(tiny=TinyModelConfig(n_layer=1, n_head=2, n_embd=32, n_positions=64)), tok,
-                          seed=0)
+    shape = TinyModelConfig(n_layer=1, n_head=2, n_embd=32, n_positions=64)
+    lm = build_tiny_model(ModelConfig(tiny=shape), tok, seed=0)
     split = tokenize_pairs(tok, "hh", [f"hh{i}" for i in range(len(TOPICS))], prompts, chosen, rejected, TOK)
     return tok, lm, split
 
@@ -84,20 +85,24 @@ def test_reward_is_read_at_the_last_response_token_whatever_the_padding(tiny):
     model = reward_model(lm).eval()
     pad = tok.pad_token_id
     short, long = 0, 1
-    assert len(split.prompt[short]) + len(split.rejected[short]) < len(split.prompt[long]) + len(split.chosen[long])
+    length = len(split.prompt[short]) + len(split.rejected[short])
+    assert length < len(split.prompt[long]) + len(split.chosen[long])
     alone = model(pad_sequences([split.prompt[short]], [split.rejected[short]], pad))
     padded = model(pad_sequences([split.prompt[short], split.prompt[long]],
                                  [split.rejected[short], split.chosen[long]], pad))
-    torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=1e-5)  # extra right padding changes nothing
+    # extra right padding changes nothing
+    torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=1e-5)
 
     # the scalar is head(hidden state at the last real token), which is the response's last token
-    batch = pad_sequences([split.prompt[short], split.prompt[long]], [split.rejected[short], split.chosen[long]], pad)
+    prompts = [split.prompt[short], split.prompt[long]]
+    batch = pad_sequences(prompts, [split.rejected[short], split.chosen[long]], pad)
     hidden = model.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                             position_ids=batch.position_ids).last_hidden_state
     for row in range(2):
         last = int(batch.attention_mask[row].sum()) - 1
         assert batch.response_mask[row, last] and (row == 1 or not batch.attention_mask[row, last + 1])
-        torch.testing.assert_close(padded[row], model.head(hidden[row, last]).squeeze(-1), atol=1e-5, rtol=1e-5)
+        expected = model.head(hidden[row, last]).squeeze(-1)
+        torch.testing.assert_close(padded[row], expected, atol=1e-5, rtol=1e-5)
 
     # and it depends on that token: another last token, another reward
     other = split.rejected[short][:-1] + [split.chosen[long][0]]
@@ -148,15 +153,16 @@ def test_save_and_load_give_the_same_rewards(tiny, tmp_path):
 
 
 def _split_rows(n):
-    return [{"chosen": f" yes {i}", "dataset": "hh", "id": f"hh-{i:04d}", "prompt": f"\n\nHuman: q{i}\n\nAssistant:",
-             "rejected": f" no {i}"} for i in range(n)]
+    return [{"chosen": f" yes {i}", "dataset": "hh", "id": f"hh-{i:04d}",
+             "prompt": f"\n\nHuman: q{i}\n\nAssistant:", "rejected": f" no {i}"} for i in range(n)]
 
 
 def _reference(ids):
     n = len(ids)
-    return ReferenceLogps(ids=list(ids), chosen=-torch.arange(n, dtype=torch.float), rejected=-2 * torch.arange(n,
-                          dtype=torch.float), chosen_tokens=torch.full((n,), 3.0), rejected_tokens=torch.full((n,), 3.0),
-                          kl=-3 * torch.arange(n, dtype=torch.float), tokenize=dataclasses.asdict(TOK))
+    steps = torch.arange(n, dtype=torch.float)
+    three = torch.full((n,), 3.0)
+    return ReferenceLogps(ids=list(ids), chosen=-steps, rejected=-2 * steps, chosen_tokens=three,
+                          rejected_tokens=three.clone(), kl=-3 * steps, tokenize=dataclasses.asdict(TOK))
 
 
 def test_reference_prefix_keeps_the_first_rows_and_voids_the_wrapped_kl_row():
@@ -185,11 +191,12 @@ def test_rm_subset_writes_the_first_n_pairs_and_checks_the_held_out_split(tmp_pa
     assert ReferenceLogps.load(tmp_path / "n4" / "reference.pt").ids == [r["id"] for r in rows[:4]]
 
     write_json(tmp_path / "other.json", {"splits": {"eval": {"sha256": "e2"}}})
+    pool = tmp_path / "pool"
     with pytest.raises(ValueError, match="held-out"):
-        reward_jobs.rm_subset(tmp_path / "pool" / "train.jsonl", tmp_path / "pool" / "ref.pt", 4, tmp_path / "x",
-                              (tmp_path / "pool" / "manifest.json", tmp_path / "other.json"))
+        reward_jobs.rm_subset(pool / "train.jsonl", pool / "ref.pt", 4, tmp_path / "x",
+                              (pool / "manifest.json", tmp_path / "other.json"))
     with pytest.raises(ValueError, match="6 pairs"):
-        reward_jobs.rm_subset(tmp_path / "pool" / "train.jsonl", tmp_path / "pool" / "ref.pt", 7, tmp_path / "x")
+        reward_jobs.rm_subset(pool / "train.jsonl", pool / "ref.pt", 7, tmp_path / "x")
 
 
 # ---------------------------------------------------------------- the config section
@@ -226,7 +233,8 @@ def test_rm_experiment_defaults_and_the_schema_agree():
     words = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
     for f in dataclasses.fields(RewardExperimentConfig):
         assert f.name in node, f"rm_experiment.{f.name} is missing from the schema"
-        assert {w: node[f.name][w] for w in words if w in node[f.name]} == f.metadata.get("bounds", {}), f.name
+        declared = {w: node[f.name][w] for w in words if w in node[f.name]}
+        assert declared == f.metadata.get("bounds", {}), f.name
 
 
 # ---------------------------------------------------------------- aggregate, figure, table, sentences

@@ -98,6 +98,7 @@ REDUCED = {
     "method_order": ["dpo", "p2o"],
     "methods": {"p2o": {"inner_steps": 2}},
     "compute_matched": {"inner_steps": 2, "methods": ["dpo"]},  # DPO rerun as dpo_k2, beside P²O's K = 2
+    "rm_experiment": {"sizes": [4, 8, 16], "seeds": [0]},  # reward model vs DPO: within n_train
     "seeds": [0],
 }
 

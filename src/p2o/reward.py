@@ -59,7 +59,8 @@ class RewardModel(torch.nn.Module):
     def forward(self, batch: SequenceBatch) -> Tensor:
         """Rewards (N,) of the N rows of a right-padded batch."""
         hidden = self.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                               position_ids=batch.position_ids, use_cache=False).last_hidden_state  # (N, T, d)
+                               position_ids=batch.position_ids, use_cache=False).last_hidden_state
+        # hidden: (N, T, d)
         last = batch.attention_mask.sum(-1) - 1  # (N,) the last real token: the response's last
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (N, d)
         return self.head(h.float()).squeeze(-1)
@@ -100,7 +101,8 @@ def bradley_terry_loss(chosen: Tensor, rejected: Tensor) -> tuple[Tensor, dict[s
     margin = chosen - rejected
     loss = -F.logsigmoid(margin).mean()
     metrics = {"rewards/chosen": chosen.detach().mean(), "rewards/rejected": rejected.detach().mean(),
-               "rewards/margins": margin.detach().mean(), "rewards/accuracies": pair_accuracy(chosen, rejected)}
+               "rewards/margins": margin.detach().mean(),
+               "rewards/accuracies": pair_accuracy(chosen, rejected)}
     return loss, metrics
 
 
@@ -154,8 +156,9 @@ def evaluate_reward_model(model: RewardModel, split: TokenizedSplit, pad_id: int
     model.eval()
     n = len(split)
     chosen, rejected = torch.zeros(n), torch.zeros(n)
-    for index in tqdm(batch_indices(split, batch_size, group_by_length=False), desc=f"reward model {split.dataset}",
-                      unit="batch", leave=False, disable=not progress):
+    batches = batch_indices(split, batch_size, group_by_length=False)
+    for index in tqdm(batches, desc=f"reward model {split.dataset}", unit="batch", leave=False,
+                      disable=not progress):
         c, r = pair_rewards(model, split, index, pad_id, device)
         chosen[index], rejected[index] = c.float().cpu(), r.float().cpu()
     loss, _ = bradley_terry_loss(chosen, rejected)

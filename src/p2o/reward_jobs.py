@@ -1,7 +1,7 @@
 """The reward-model experiment's jobs (after ``p2o.jobs``: every input and output named).
 
     rm_subset              train split + its reference log-probs -> their first N pairs
-    train_reward_model     SFT model + train splits              -> Bradley–Terry reward model folder, log, summary
+    train_reward_model     SFT model + train splits              -> reward model folder, log, summary
     evaluate_reward_model  reward model + one eval split         -> metrics JSON
 
 The DPO side of the experiment is ``p2o.jobs.train`` and ``p2o.jobs.evaluate`` on the subset.
@@ -36,8 +36,9 @@ def rm_subset(split_path: PathLike, ref_path: PathLike, n: int, out_dir: PathLik
     if held_out_manifests is not None:
         pool, main = (read_json(m)["splits"]["eval"]["sha256"] for m in held_out_manifests)
         if pool != main:
-            raise ValueError(f"{held_out_manifests[0]}: its held-out split differs from {held_out_manifests[1]}'s; "
-                             f"the training pool must be prepared with the same salt and n_eval")
+            raise ValueError(f"{held_out_manifests[0]}: its held-out split differs from "
+                             f"{held_out_manifests[1]}'s; the training pool must be prepared with the same "
+                             f"salt and n_eval")
     df = read_split(split_path)
     if n > len(df):
         raise ValueError(f"{split_path} holds {len(df)} pairs; {n} asked for")
@@ -75,15 +76,15 @@ def train_reward_model(model_dir: PathLike, train_splits: Mapping[str, PathLike]
     model.save(out_dir / "model", tokenizer)
     summary = {"model": "reward_model", "loss": "bradley_terry", "seed": seed, "train": asdict(optim),
                "tokenize": asdict(tokenize), "wall_s": time.time() - start,
-               "split_sha256": {name: split_hash(path) for name, path in train_splits.items()}, "final": result,
-               "provenance": provenance(device, config)}
+               "split_sha256": {name: split_hash(path) for name, path in train_splits.items()},
+               "final": result, "provenance": provenance(device, config)}
     write_json(out_dir / "summary.json", summary)
     return summary
 
 
 def evaluate_reward_model(rm_dir: PathLike, split_path: PathLike, dataset: str, tokenize: TokenizeConfig,
-                          batch_size: int, out_path: PathLike, device: str = "cpu", run: Mapping | None = None,
-                          config: Mapping | None = None) -> dict:
+                          batch_size: int, out_path: PathLike, device: str = "cpu",
+                          run: Mapping | None = None, config: Mapping | None = None) -> dict:
     """Held-out accuracy (r_w > r_l), margin and loss of a reward model on one split; ``run`` and
     ``config`` are recorded with them, as in ``evaluate``."""
     from p2o.models import load_tokenizer
@@ -93,8 +94,8 @@ def evaluate_reward_model(rm_dir: PathLike, split_path: PathLike, dataset: str, 
     model = RewardModel.load(rm_dir, device)
     split = load_split(tokenizer, split_path, dataset, tokenize)
     metrics = evaluate_rm(model, split, pad_id_of(tokenizer), batch_size, device)
-    record = {**(run or {}), "dataset": dataset, "reward_model": str(rm_dir), "split_sha256": split_hash(split_path),
-              **metrics, "provenance": provenance(device, config)}
+    record = {**(run or {}), "dataset": dataset, "reward_model": str(rm_dir),
+              "split_sha256": split_hash(split_path), **metrics, "provenance": provenance(device, config)}
     write_json(out_path, record)
     print(f"{dataset}: reward model accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "
           f"{metrics['eval_rewards/margins']:.3f}  -> {out_path}", file=sys.stderr)

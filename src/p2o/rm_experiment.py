@@ -39,9 +39,9 @@ def reference_prefix(ref, n: int):
     kl = ref.kl[:n].clone()
     if n < len(ref.ids):
         kl[-1] = torch.nan  # computed against pair n of the pool, not pair 0 of the subset
-    return ReferenceLogps(ids=list(ref.ids[:n]), chosen=ref.chosen[:n].clone(), rejected=ref.rejected[:n].clone(),
-                          chosen_tokens=ref.chosen_tokens[:n].clone(), rejected_tokens=ref.rejected_tokens[:n].clone(),
-                          kl=kl, tokenize=dict(ref.tokenize))
+    return ReferenceLogps(ids=list(ref.ids[:n]), chosen=ref.chosen[:n].clone(),
+                          rejected=ref.rejected[:n].clone(), chosen_tokens=ref.chosen_tokens[:n].clone(),
+                          rejected_tokens=ref.rejected_tokens[:n].clone(), kl=kl, tokenize=dict(ref.tokenize))
 
 
 def collect(eval_files: Iterable[str | Path]) -> pd.DataFrame:
@@ -53,11 +53,11 @@ def collect(eval_files: Iterable[str | Path]) -> pd.DataFrame:
     rows = []
     for path in eval_files:
         r = read_json(path)
-        rows.append({"dataset": r["dataset"], "size": int(r["size"]), "seed": int(r["seed"]), "model": r["model"],
-                     "accuracy": float(r["eval_rewards/accuracies"]), "margin": float(r["eval_rewards/margins"]),
-                     "n_eval": int(r["n_pairs"])})
-    return pd.DataFrame(rows, columns=COLUMNS).sort_values(["dataset", "model", "size", "seed"], kind="stable",
-                                                            ignore_index=True)
+        rows.append({"dataset": r["dataset"], "size": int(r["size"]), "seed": int(r["seed"]),
+                     "model": r["model"], "accuracy": float(r["eval_rewards/accuracies"]),
+                     "margin": float(r["eval_rewards/margins"]), "n_eval": int(r["n_pairs"])})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.sort_values(["dataset", "model", "size", "seed"], kind="stable", ignore_index=True)
 
 
 def summary(tidy: pd.DataFrame) -> pd.DataFrame:

@@ -72,6 +72,7 @@ rule paper:
         table_index=rules.tables.output.index,
         figures=[f"results/paper/generated/{name}.pdf" for name in FIGURES],
         numbers=rules.paper_numbers.output,
+        rm_experiment=RM_PAPER_INPUTS,
     output:
         report("results/paper/main.pdf", caption="../report/paper.rst", category="Paper"),
     log:

@@ -1,0 +1,16 @@
+from _common import device, log_to, resolved_config, section
+from p2o import jobs, reward_jobs
+from p2o.config import EvalConfig, TokenizeConfig
+
+log_to(snakemake)
+inp, out, p, dataset = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards.dataset
+tokenize = section(TokenizeConfig, p.tokenize, "tokenize")
+evaluate = section(EvalConfig, p.evaluate, "evaluate")
+config, dev = resolved_config(snakemake), device()
+for (size, seed), rm_dir, policy_dir, rm_out, policy_out in zip(p.cells, inp.reward_models, inp.policies,
+                                                                  out.reward_models, out.policies):
+    run = {"experiment": "rm_experiment", "size": size, "seed": seed}
+    reward_jobs.evaluate_reward_model(rm_dir, inp.split, dataset, tokenize, evaluate.batch_size, rm_out, dev,
+                                      run={**run, "model": "rm"}, config=config)
+    jobs.evaluate(policy_dir, inp.model, inp.split, inp.reference, dataset, tokenize, evaluate, policy_out,
+                  dev, run={**run, "model": p.policy, "method": p.policy}, config=config)
