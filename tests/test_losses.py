@@ -256,7 +256,8 @@ def test_every_registered_loss_gives_finite_loss_and_gradients(name):
     policy, ref = pair_logps(per_token, mask), reference(11)
     spec = method_spec(_cfg({name: {}}), name)
     kl = torch.randn(B, dtype=DT) - 10
-    loss, metrics = spec(policy, ref, policy.detach(), kl, kl - 0.5)
+    seq_kl = ((per_token[:B] ** 2).sum(-1), (per_token[B:] ** 2).sum(-1))  # TDPO's; carries a gradient
+    loss, metrics = spec(policy, ref, policy.detach(), kl, kl - 0.5, seq_kl)
     g = grad_of(loss, per_token)
     assert torch.isfinite(loss) and torch.isfinite(g).all() and g.abs().sum() > 0
     assert all(torch.isfinite(v) for v in metrics.values())

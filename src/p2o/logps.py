@@ -10,6 +10,9 @@ with one ``index_add`` (no Python loop over samples).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
 from torch import Tensor
 
 from p2o.losses import PairLogps
@@ -64,3 +67,56 @@ def token_kl(policy_logits: Tensor, reference_logits: Tensor) -> Tensor:
     logp = policy_logits.log_softmax(-1)
     logq = reference_logits.log_softmax(-1)
     return (logp.exp() * (logp - logq)).sum(-1)
+
+
+@dataclass(frozen=True)
+class ReferenceDistribution:
+    """The reference model's next-token distributions at a batch's M response-predicting positions
+    (no gradient): ``logits`` (M, V) fp32, their ``logsumexp`` (M,), ``probs`` = softmax (M, V), and
+    ``pair_logps``, the reference's PairLogps of the batch from the same forward."""
+
+    logits: Tensor
+    logsumexp: Tensor
+    probs: Tensor
+    pair_logps: PairLogps
+
+
+@torch.no_grad()
+def reference_distribution(reference_model, batch: PairBatch) -> ReferenceDistribution:
+    """One forward of the (frozen) reference model over the batch's 2B rows; see ``ReferenceDistribution``."""
+    logits, labels, rows = response_logits(reference_model, batch.pairs)
+    lse = logits.logsumexp(-1)
+    lp = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - lse
+    return ReferenceDistribution(logits, lse, (logits - lse.unsqueeze(-1)).exp(), _pair_sums(lp, rows, batch))
+
+
+def _pair_sums(per_token: Tensor, rows: Tensor, batch: PairBatch) -> PairLogps:
+    sums = per_token.new_zeros(batch.pairs.input_ids.shape[0]).index_add(0, rows, per_token)
+    counts = batch.pairs.response_mask.sum(-1).to(sums.dtype)
+    b = batch.index.shape[0]
+    return PairLogps.from_sums(sums[:b], sums[b:], counts[:b], counts[b:])
+
+
+def pair_logps_with_seq_kl(model, reference, batch: PairBatch) -> tuple[PairLogps, tuple[Tensor, Tensor],
+                                                                        ReferenceDistribution]:
+    """TDPO's inputs from one policy forward: the policy's PairLogps and the sequential KL of each response,
+    D_SeqKL(x, y; π_ref ‖ π) = Σ_t KL(π_ref(·|x, y_<t) ‖ π(·|x, y_<t)) summed over its response positions,
+    as ``(chosen, rejected)`` (B,) tensors with the policy's gradient.
+
+    ``reference`` is the reference model, run here under ``no_grad`` on the same (2B, T) batch, or the
+    ``ReferenceDistribution`` of this batch from an earlier call (K inner steps on one batch need the
+    reference forward once); it is returned as the third value. Both heads are applied at the M
+    response-predicting positions only (``response_logits``), the policy's once: its (M, V) logits give
+    the token log-probs and the KL. Per position, with z, z_r the policy and reference logits and
+    q = softmax(z_r): KL(q ‖ softmax(z)) = Σ_v q_v (z_r,v − z_v) + logsumexp(z) − logsumexp(z_r), which
+    reuses the policy's logsumexp and takes the difference of the logits before weighting, so identical
+    logits give exactly 0. Extra memory over ``pair_logps``: the reference's (M, V) logits and q.
+    """
+    if not isinstance(reference, ReferenceDistribution):
+        reference = reference_distribution(reference, batch)
+    logits, labels, rows = response_logits(model, batch.pairs)
+    lse = logits.logsumexp(-1)
+    lp = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - lse
+    kl = (reference.probs * (reference.logits - logits)).sum(-1) + lse - reference.logsumexp
+    seq_kl = _pair_sums(kl, rows, batch)
+    return _pair_sums(lp, rows, batch), (seq_kl.chosen, seq_kl.rejected), reference

@@ -21,13 +21,18 @@ orpo         NLL(y⁺) − λ log σ(log odds(y⁺) − log odds(y⁻)), no π_r
 kto          λ_D(1 − σ(h⁺ − z₀)) ∪ λ_U(1 − σ(z₀ − h⁻))                    kto (KTOTrainer)
 p2o          −log σ(min(ρΔh, clip(ρ, 1±ε)Δh)) + λ·KL                      —
 pkto         −log σ(min(ρΔU, clip(ρ, 1±ε)ΔU)) + λ·KL, ΔU KTO utilities    —
+slpo         −Σ_{y⁺, y⁻, ȳ} target·log π, targets from π_ref(y⁺), π_ref(y⁻)  —
+tdpo1        −log σ(Δh − β(D(y⁻) − D(y⁺))), D sequential KL(π_ref ‖ π)   —
+tdpo2        −log σ(Δh − αβ(D(y⁻) − sg D(y⁺)))                            —
 ===========  ==========================================================  =========================
 
 ε is ``label_smoothing`` (the label-flip probability) in cdpo and robust_dpo, ``eps_clip`` in p2o
 and pkto. Every hyper-parameter, its default and the paper's value are in the function's docstring.
 
 Metrics follow TRL's names (``rewards/chosen``, ``rewards/margins``, ``rewards/accuracies``,
-``logps/chosen``, ``kl``); our own quantities are prefixed ``trust/``. All metrics are detached.
+``logps/chosen``, ``kl``); our own quantities are prefixed ``trust/``, ``slpo/``, ``tdpo/``. All
+metrics are detached. ``tdpo1``/``tdpo2`` also take ``seq_kl`` (their ``LossSpec`` has
+``needs_reference_model``): the training loop then runs the reference model inside the step.
 The reference-free losses (``simpo``, ``orpo``) take ``reference`` like every other loss (the
 registry calls them all the same way) and ignore it; like TRL's CPOTrainer and ORPOTrainer they log
 ``rewards/*`` as β·m(y) (β the loss's own scale, λ for ORPO) and ``logps/*`` as the token means m(y),
@@ -484,15 +489,187 @@ def pkto(
     return loss, metrics
 
 
+def log_everything_else(chosen: Tensor, rejected: Tensor) -> Tensor:
+    """log π(ȳ) = log(1 − π(y⁺) − π(y⁻)) from the sequence log-probs a = log π(y⁺), b = log π(y⁻).
+
+    ȳ is every response other than y⁺ and y⁻. Computed as log1mexp(logaddexp(a, b)): logaddexp gives
+    log(π(y⁺) + π(y⁻)) without forming the probabilities (e^a underflows to 0 in float32 below
+    a ≈ −104), and ``log1mexp`` takes log(1 − eˢ) without cancellation: ≈ −eˢ for a long response,
+    ≈ log|s| when the pair holds almost all the mass. s is clamped to at most −eps of the dtype
+    (1.2e−7 in float32, 2.2e−16 in float64), so a pair that (by rounding, or because y⁺ = y⁻) holds
+    all the mass gives log π(ȳ) = log(eps), finite, with a finite gradient. The same forward that gives
+    a and b gives log π(ȳ): by telescoping, Σ_t π(y_<t)·(1 − π(y_t | y_<t)) = 1 − π(y), so the
+    "tree walk" over first deviations in the SLPO paper's §Implementation is the same number.
+    """
+    return log1mexp(log_pair_mass(chosen, rejected))
+
+
+def log_pair_mass(chosen: Tensor, rejected: Tensor) -> Tensor:
+    """log(π(y⁺) + π(y⁻)) = logaddexp(a, b), clamped to at most −eps of the dtype
+    (see ``log_everything_else``)."""
+    return torch.logaddexp(chosen, rejected).clamp(max=-torch.finfo(chosen.dtype).eps)
+
+
+def slpo(policy: PairLogps, reference: PairLogps, *, rejected_share: float = 0.0, temperature: float = 1.0,
+         temper_by: str = "length") -> tuple[Tensor, Metrics]:
+    """SLPO: cross-entropy between three-outcome targets made from π_ref and the policy's (y⁺, y⁻, ȳ).
+
+    Ho 2025, "Supervised Learning Preference Optimization: Rethinking RLHF and DPO as Supervised
+    Learning", TechRxiv preprint linked from the repository's README,
+    https://www.techrxiv.org/users/888076/articles/1267902-supervised-learning-preference-optimization-rethinking-rlhf-and-dpo-as-supervised-learning;
+    we read its LaTeX source, ``paper/slpo.tex`` in https://github.com/yaoshiang/slpo (commit 016f19a),
+    not the PDF. Its eq. (label ``eq:slpo``):
+
+        L = −E[ w⁺·log π(y⁺) + w⁻·log π(y⁻) + (1 − w⁺ − w⁻)·log π(ȳ) ],  ȳ = every other response,
+
+    hard version w⁺ = π_ref(y⁺) + π_ref(y⁻), w⁻ = 0 (the loser's reference mass moves to the winner,
+    every other response keeps its reference mass, which the paper calls SLPO's counterpart of RLHF's
+    KL regularisation); its "softer version" w⁺ = α(π_ref(y⁺) + π_ref(y⁻)),
+    w⁻ = (1 − α)(π_ref(y⁺) + π_ref(y⁻)), ½ < α ≤ 1. Our ``rejected_share`` is 1 − α ∈ [0, ½); 0 (default)
+    is the hard version. The targets sum to 1 and carry no gradient; log π(ȳ) is ``log_everything_else``
+    of the policy's own a, b.
+
+    Tempering, and why the default is not the bare equation. At t = 1 the gradient on log π(y⁺) is
+    −w⁺ + (1 − w⁺ − w⁻)π(y⁺)/π(ȳ), which at π = π_ref is −π_ref(y⁻) (hard version): for a response of a
+    hundred tokens (log π ≈ −150) that is ~1e−65, exactly zero in float32 and far below AdamW's ε, so the
+    bare equation leaves a language model where it is (``tests/test_cli.py`` sees zero KL after training).
+    The repository's code tempers (``src/slpo/slpo.py``, ``apply_t`` and ``calc_targets``, read at commit
+    1347641, flagged there "TODO: Validate if the temp adjustment is correct"; its tests call it with
+    t = S, the sequence length). We read that for the three outcomes: model and target log-probs are both
+    divided by t and renormalised, log q_i = ℓ_i/t − logsumexp_j(ℓ_j/t), and L = −Σ_i target_i·log q_i.
+    ``temper_by="length"`` (default) takes t = ``temperature``·(n(y⁺) + n(y⁻))/2 per pair, so ℓ/t is of
+    the order of a token log-prob and the outcome probabilities are O(1); ``temper_by="none"`` takes
+    t = ``temperature``, and with ``temperature=1`` is exactly the paper's equation.
+
+    Where the repository's code differs and we follow the paper: the code trains two binary problems,
+    (y⁺ vs not-y⁺) and (y⁻ vs not-y⁻), with KL losses averaged (the paper's §Implementation split), and
+    its α is the share of the *rejected* mass moved to y⁺ (target y⁺ = π_ref(y⁺) + απ_ref(y⁻)), not
+    the paper's soft α; for α = 1 (ours: ``rejected_share=0``) the targets coincide. Its later commits
+    move to other objectives ("SLPO-diff", a Huber loss on logit margins); we implement the paper's.
+    Not in TRL.
+
+    Metrics: ``rewards/*`` are the plain log-ratios log π − log π_ref (SLPO has no β; β = 1), ``logps/*``
+    the sums; ``slpo/kl`` = KL(target ‖ model) over the three tempered outcomes (the loss minus the
+    targets' entropy: zero exactly when the model matches the targets), ``slpo/logp_other`` = log π(ȳ)
+    and ``slpo/log_target_chosen`` = log w⁺ (both untempered).
+    """
+    if temper_by == "length":
+        t = temperature * (policy.chosen_tokens + policy.rejected_tokens).clamp(min=1) / 2
+    elif temper_by == "none":
+        t = temperature
+    else:
+        raise ValueError(f"unknown temper_by {temper_by!r}; valid: {TEMPER_BY}")
+    log_model = slpo_log_outcomes(policy.chosen, policy.rejected, t)
+    log_target = slpo_log_targets(reference.chosen, reference.rejected, rejected_share, t)
+    target = log_target.exp()
+    cross_entropy = -(target * log_model).sum(-1)
+    entropy = -torch.where(target > 0, target * log_target, torch.zeros_like(target)).sum(-1)
+    metrics = reward_metrics(policy.chosen - reference.chosen, policy.rejected - reference.rejected, policy)
+    untempered_target = slpo_log_targets(reference.chosen, reference.rejected, rejected_share)
+    metrics.update({
+        "slpo/kl": (cross_entropy - entropy).detach().mean(),
+        "slpo/logp_other": log_everything_else(policy.chosen, policy.rejected).detach().mean(),
+        "slpo/log_target_chosen": untempered_target[:, 0].mean(),
+    })
+    return cross_entropy.mean(), metrics
+
+
+TEMPER_BY = ("length", "none")
+
+
+def temper(log_probs: Tensor, temperature: float | Tensor) -> Tensor:
+    """log of p_i^{1/t} / Σ_j p_j^{1/t} over the last dimension; t a number or one per row (B,);
+    the identity at t = 1 (the number)."""
+    if isinstance(temperature, Tensor):
+        return (log_probs / temperature.unsqueeze(-1)).log_softmax(-1)
+    return log_probs if temperature == 1.0 else (log_probs / temperature).log_softmax(-1)
+
+
+def slpo_log_outcomes(chosen: Tensor, rejected: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
+    """(B, 3) log-probs of the outcomes (y⁺, y⁻, ȳ) from the sequence log-probs, tempered."""
+    return temper(torch.stack((chosen, rejected, log_everything_else(chosen, rejected)), -1), temperature)
+
+
+def slpo_log_targets(ref_chosen: Tensor, ref_rejected: Tensor, rejected_share: float,
+                     temperature: float | Tensor = 1.0) -> Tensor:
+    """(B, 3) log of SLPO's targets (w⁺, w⁻, 1 − w⁺ − w⁻), detached, tempered like the model's outcomes.
+
+    w⁺ = (1 − s)(π_ref(y⁺) + π_ref(y⁻)), w⁻ = s(π_ref(y⁺) + π_ref(y⁻)), s = ``rejected_share``; log w⁻ = −inf
+    for s = 0. The pooled mass is clamped as in ``log_everything_else``, so the targets sum to 1.
+    """
+    pooled = log_pair_mass(ref_chosen.detach(), ref_rejected.detach())
+    log_share = pooled.new_tensor([1 - rejected_share, rejected_share]).log()
+    log_target = torch.cat((pooled.unsqueeze(-1) + log_share, log1mexp(pooled).unsqueeze(-1)), -1)
+    return temper(log_target, temperature)
+
+
+def tdpo_loss(policy: PairLogps, reference: PairLogps, seq_kl: tuple[Tensor, Tensor] | None, beta: float,
+              alpha: float, stop_chosen_kl: bool) -> tuple[Tensor, Metrics]:
+    """−log σ(u − α(β·D(y⁻) − g(β·D(y⁺)))), u = h(y⁺) − h(y⁻); g = stop-gradient or identity."""
+    if seq_kl is None:
+        raise ValueError("TDPO needs seq_kl = (D_SeqKL(y⁺), D_SeqKL(y⁻)), the summed token-level "
+                         "KL(π_ref ‖ π) of each response (p2o.logps.pair_logps_with_seq_kl)")
+    kl_chosen, kl_rejected = seq_kl
+    h_chosen, h_rejected, u = dpo_margin(policy, reference, beta)
+    kl_chosen_term = kl_chosen.detach() if stop_chosen_kl else kl_chosen
+    logits = u - alpha * beta * (kl_rejected - kl_chosen_term)
+    metrics = reward_metrics(h_chosen, h_rejected, policy)
+    metrics.update({
+        "tdpo/seq_kl_chosen": kl_chosen.detach().mean(),
+        "tdpo/seq_kl_rejected": kl_rejected.detach().mean(),
+        "tdpo/seq_kl_margin": (kl_rejected - kl_chosen).detach().mean(),
+        "tdpo/logits": logits.detach().mean(),
+    })
+    return -F.logsigmoid(logits).mean(), metrics
+
+
+def tdpo1(policy: PairLogps, reference: PairLogps, *, beta: float = 0.1,
+          seq_kl: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Metrics]:
+    """TDPO₁: L = −log σ(u − δ), u = h(y⁺) − h(y⁻) (DPO's margin, β included),
+    δ = β·D_SeqKL(x, y⁻; π_ref ‖ π) − β·D_SeqKL(x, y⁺; π_ref ‖ π).
+
+    Zeng, Liu, Ma, Yang, Zhang & Wang 2024, "Token-level Direct Preference Optimization" (ICML 2024),
+    §4 (the TDPO₁ objective), https://arxiv.org/abs/2404.11999; checked against the authors' code,
+    https://github.com/Vance0124/Token-level-Direct-Preference-Optimization, ``trainers.py``
+    (``tdpo_loss`` with ``if_tdpo2=False``: ``-logsigmoid(beta * (margin + kl_w - kl_l))``). Equation
+    numbers were not checked. D_SeqKL(x, y; π_ref ‖ π) = Σ_t KL(π_ref(·|x, y_<t) ‖ π(·|x, y_<t)) over the
+    full vocabulary at every response position (``seq_kl``, from ``p2o.logps.pair_logps_with_seq_kl``,
+    which runs the reference model inside the step); it carries the policy's gradient. The log-ratios in
+    u use the shared precomputed reference log-probs, like DPO (the authors' code takes them from the
+    same in-step reference forward: the same numbers up to padding and rounding). Paper/code default
+    β = 0.1. At π = π_ref, D = 0 and the loss is DPO's. Not in TRL. Rewards are DPO's β·log-ratios (the
+    authors' code logs β·(log-ratio + D)); ``tdpo/*`` adds the mean D of each side, their difference
+    D(y⁻) − D(y⁺) (the paper's Fig. margin), and the mean sigmoid argument.
+    """
+    return tdpo_loss(policy, reference, seq_kl, beta, 1.0, stop_chosen_kl=False)
+
+
+def tdpo2(policy: PairLogps, reference: PairLogps, *, beta: float = 0.1, alpha: float = 0.5,
+          seq_kl: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Metrics]:
+    """TDPO₂: L = −log σ(u − α·δ₂), δ₂ = β·D_SeqKL(x, y⁻; π_ref ‖ π) − sg(β·D_SeqKL(x, y⁺; π_ref ‖ π)).
+
+    Same paper and code as ``tdpo1`` (``tdpo_loss`` with ``if_tdpo2=True``, the code's default:
+    ``-logsigmoid(beta * (margin + alpha * (kl_w.detach() - kl_l)))``): the chosen response's sequential
+    KL enters the value but no gradient flows through it (sg = stop-gradient), and α scales the KL term
+    (α = 1 with the gradient restored is TDPO₁; α = 0 is DPO). Defaults are the authors' (config
+    ``loss/tdpo.yaml`` and README): α = 0.5, β = 0.1. The README recommends TDPO₂ for higher learning
+    rates and TDPO₁ for low ones. Metrics as ``tdpo1``.
+    """
+    return tdpo_loss(policy, reference, seq_kl, beta, alpha, stop_chosen_kl=True)
+
+
 # --------------------------------------------------------------------------- registry
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A registered loss: the function, and whether it trains against a per-batch snapshot."""
+    """A registered loss: the function, whether it trains against a per-batch snapshot, and whether it
+    needs the reference model itself inside the step (TDPO's ``seq_kl``: the reference's full next-token
+    distribution at every response position), beyond the precomputed reference log-probs."""
 
     fn: Callable[..., tuple[Tensor, Metrics]]
     uses_snapshot: bool = False
+    needs_reference_model: bool = False
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
@@ -500,7 +677,7 @@ class LossSpec:
         return {
             name: p.default
             for name, p in inspect.signature(self.fn).parameters.items()
-            if p.kind is p.KEYWORD_ONLY and name not in ("policy_kl", "reference_kl")
+            if p.kind is p.KEYWORD_ONLY and name not in ("policy_kl", "reference_kl", "seq_kl")
         }
 
 
@@ -516,6 +693,9 @@ LOSSES: dict[str, LossSpec] = {
     "kto": LossSpec(kto),
     "p2o": LossSpec(p2o, uses_snapshot=True),
     "pkto": LossSpec(pkto, uses_snapshot=True),
+    "slpo": LossSpec(slpo),
+    "tdpo1": LossSpec(tdpo1, needs_reference_model=True),
+    "tdpo2": LossSpec(tdpo2, needs_reference_model=True),
 }
 
 # (low, high, low_inclusive) for numeric hyper-parameters; allowed values for string ones.
@@ -527,11 +707,14 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "desirable_weight": (0.0, math.inf, False),
     "undesirable_weight": (0.0, math.inf, False),
     "label_smoothing": (0.0, 0.5, True),  # cdpo, robust_dpo: flip probability ε ∈ [0, ½)
-    "alpha": (0.0, math.inf, True),  # rdpo: length penalty per token
+    "alpha": (0.0, math.inf, True),  # rdpo: length penalty per token; tdpo2: weight of the KL term
     "gamma": (0.0, math.inf, True),  # simpo: target reward margin
     "lambda_or": (0.0, math.inf, False),  # orpo: weight of the odds-ratio term
+    "rejected_share": (0.0, 0.5, True),  # slpo: 1 − α of the paper's soft version, α ∈ (½, 1]
+    "temperature": (0.0, math.inf, False),  # slpo: tempering of the three outcomes (see temper_by)
 }
-CHOICES: dict[str, tuple[str, ...]] = {"ref_point": REF_POINTS, "ratio": RATIOS, "kl_estimator": KL_ESTIMATORS}
+CHOICES: dict[str, tuple[str, ...]] = {"ref_point": REF_POINTS, "ratio": RATIOS, "kl_estimator": KL_ESTIMATORS,
+                                       "temper_by": TEMPER_BY}
 
 
 def get_loss(name: str) -> LossSpec:
@@ -559,14 +742,20 @@ class MethodSpec:
         return self.spec.uses_snapshot
 
     @property
+    def needs_reference_model(self) -> bool:
+        return self.spec.needs_reference_model
+
+    @property
     def needs_kl_rows(self) -> bool:
         """Whether the loss reads log-probs of mismatched (prompt, completion) pairs."""
         return self.hparams.get("ref_point") == "mismatched"
 
-    def __call__(self, policy, reference, snapshot=None, policy_kl=None, reference_kl=None):
+    def __call__(self, policy, reference, snapshot=None, policy_kl=None, reference_kl=None, seq_kl=None):
         kwargs = dict(self.hparams)
         if self.needs_kl_rows:
             kwargs.update(policy_kl=policy_kl, reference_kl=reference_kl)
+        if self.needs_reference_model:
+            kwargs.update(seq_kl=seq_kl)
         if self.uses_snapshot:
             return self.spec.fn(policy, reference, snapshot, **kwargs)
         return self.spec.fn(policy, reference, **kwargs)

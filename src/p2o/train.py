@@ -5,13 +5,16 @@ and never mix datasets in a batch. AdamW with linear warm-up then cosine decay t
 peak, gradient clipping, seeded batch order. The trust-region methods (P²O, PKTO) take K
 optimizer steps on each batch against a snapshot of the policy taken at the batch's first inner
 step; the snapshot's log-probs are that step's own forward, detached, so it costs no extra
-forward. Every optimizer step shows on a tqdm bar and, every ``log_every`` steps, as one JSONL
-record: loss, metrics, grad norm, learning rate, tokens/s.
+forward. TDPO (``needs_reference_model``) also runs the frozen reference model once per batch, for
+its full next-token distributions at the response positions; every other method reads only the
+precomputed reference log-probs. Every optimizer step shows on a tqdm bar and, every
+``log_every`` steps, as one JSONL record: loss, metrics, grad norm, learning rate, tokens/s.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import math
 import sys
@@ -24,7 +27,7 @@ from tqdm.auto import tqdm
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_path
-from p2o.logps import pair_logps, sequence_logps
+from p2o.logps import pair_logps, pair_logps_with_seq_kl, reference_distribution, sequence_logps
 from p2o.losses import MethodSpec
 from p2o.reference import ReferenceLogps
 from p2o.tokenize import TokenizedSplit, batch_indices, collate_pairs, pad_sequences
@@ -217,6 +220,25 @@ def sft(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, pa
     return {"steps": opt.steps, "nonfinite_skipped": opt.skipped, **record}
 
 
+REFERENCE_GAP_MAX = 0.5  # nats per token: far above bf16 rounding, far below SFT-vs-base differences
+
+
+def reference_gap(in_step, precomputed) -> torch.Tensor:
+    """Mean |log π_ref(y) − precomputed log π_ref(y)| per response token over the batch's 2B responses.
+
+    Raises if it exceeds ``REFERENCE_GAP_MAX``: the reference model is not the one the precomputed
+    log-probs came from (say, the base model instead of the SFT model).
+    """
+    diff = torch.cat((in_step.chosen - precomputed.chosen, in_step.rejected - precomputed.rejected)).abs()
+    tokens = torch.cat((in_step.chosen_tokens, in_step.rejected_tokens))
+    gap = (diff.sum() / tokens.sum().clamp(min=1)).detach()
+    if not gap <= REFERENCE_GAP_MAX:
+        raise ValueError(f"the reference model's log-probs differ from the precomputed reference log-probs "
+                         f"by {gap.item():.3g} nats per token (> {REFERENCE_GAP_MAX}): pass the SFT model "
+                         f"that `p2o reference` used as reference_model")
+    return gap
+
+
 def train_preference(
     model,
     splits: Sequence[TokenizedSplit],
@@ -229,13 +251,25 @@ def train_preference(
     device: str = "cpu",
     evaluator: Callable[[object], dict[str, dict]] | None = None,
     checkpoint: str | Path | None = None,
+    reference_model=None,
 ) -> dict:
     """Train ``model`` with ``method`` on ``splits`` against the precomputed reference log-probs.
 
     ``evaluator(model) -> {split: metrics}``, if given, runs every ``cfg.eval_every`` optimizer
     steps and at the end; its records go to the same log with ``kind = "eval"``.
+
+    ``reference_model`` is read only by methods whose loss ``needs_reference_model`` (TDPO): the
+    frozen SFT model, the one the precomputed reference log-probs came from; it is put in eval mode
+    with gradients off. If it is None such a method uses a copy of ``model`` taken on entry, before
+    any checkpoint is restored, which is right because ``model`` enters as the SFT model. Every batch
+    checks the in-step reference against the precomputed log-probs (``reference/logp_gap``, mean
+    absolute difference per response token, logged) and stops above ``REFERENCE_GAP_MAX``. The
+    reference runs one forward (no gradient) per batch, whatever ``method.inner_steps``.
     """
     torch.manual_seed(seed)
+    if method.needs_reference_model:
+        reference_model = copy.deepcopy(model) if reference_model is None else reference_model
+        reference_model.eval().requires_grad_(False)
     model.train(cfg.dropout)
     total = cfg.epochs * n_batches(splits, cfg.batch_size) * method.inner_steps
     opt, steps = Optimizer(model, cfg, total), StepLog(log, total, f"train {method.name}", cfg.log_every)
@@ -261,16 +295,24 @@ def train_preference(
         ref = references[split.dataset]
         reference = ref.pairs(batch.index).to(device)
         reference_kl = ref.kl[batch.index].to(device)
-        snapshot = policy_kl = None
+        snapshot = policy_kl = seq_kl = reference_dist = None
         for inner in range(method.inner_steps):
             with autocast(cfg, device):
-                policy = pair_logps(model, batch)  # (B,) fields; one forward for chosen + rejected
+                if method.needs_reference_model:  # the one policy forward; the reference's once per batch
+                    if reference_dist is None:
+                        reference_dist = reference_distribution(reference_model, batch)
+                        gap = reference_gap(reference_dist.pair_logps, reference)
+                    policy, seq_kl, _ = pair_logps_with_seq_kl(model, reference_dist, batch)
+                else:
+                    policy = pair_logps(model, batch)  # (B,) fields; one forward for chosen + rejected
                 if method.uses_snapshot and snapshot is None:
                     snapshot = policy.detach()  # at the first inner step the policy *is* the snapshot
                 if method.needs_kl_rows and policy_kl is None:
                     with torch.no_grad():  # KTO's z0 carries no gradient; estimated once per batch
                         policy_kl, _ = sequence_logps(model, batch.kl)
-            loss, metrics = method(policy, reference, snapshot, policy_kl, reference_kl)
+            loss, metrics = method(policy, reference, snapshot, policy_kl, reference_kl, seq_kl)
+            if method.needs_reference_model:
+                metrics["reference/logp_gap"] = gap
             grad_norm, lr, skipped = opt.step(loss)
             record = finite({"epoch": epoch, "dataset": split.dataset, "inner_step": inner, "loss": loss.item(),
                              **{k: v.item() for k, v in metrics.items()}, "grad_norm": grad_norm, "lr": lr,
