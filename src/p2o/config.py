@@ -189,9 +189,12 @@ class RewardExperimentConfig:
             if name not in cfg.data.names:
                 raise ConfigError(f"config key '{key}.datasets': {name!r} is not a dataset in use "
                                   f"({cfg.data.names})")
-        if self.method not in cfg.methods or self.method == "rm":  # "rm" names the reward model's folder
-            raise ConfigError(f"config key '{key}.method': {self.method!r} is not a method of 'methods' "
-                              f"({sorted(cfg.methods)})")
+        from p2o.losses import LOSSES
+
+        # a method of 'methods', or a registered loss with its defaults ("rm" names the reward model's folder)
+        if (self.method not in cfg.methods and self.method not in LOSSES) or self.method == "rm":
+            raise ConfigError(f"config key '{key}.method': {self.method!r} is neither a method of 'methods' "
+                              f"({sorted(cfg.methods)}) nor a registered loss")
         if cfg.method(self.method).needs_kl_rows:
             raise ConfigError(f"config key '{key}.method': {self.method!r} reads mismatched reference rows "
                               f"(ref_point: mismatched), which the experiment's nested subsets do not keep")
@@ -272,9 +275,12 @@ class Config:
 
     def method(self, name: str):
         """The resolved ``MethodSpec`` (loss function, hyper-parameters, inner steps) of a method,
-        or of a compute-matched rerun ``<name>_k<K>`` (the method's, with K inner steps)."""
-        from p2o.losses import method_spec
+        of a compute-matched rerun ``<name>_k<K>`` (the method's, with K inner steps), or of a
+        registered loss that no method names (its defaults; the reward-model experiment's DPO)."""
+        from p2o.losses import LOSSES, MethodSpec, method_spec
 
+        if name not in self.methods and name in LOSSES:
+            return MethodSpec(name=name, loss=name, hparams=dict(LOSSES[name].hyperparameters))
         k = self.compute_matched.inner_steps
         base = name.removesuffix(f"_k{k}")
         if base != name and base in self.compute_matched.methods and name not in self.methods:

@@ -169,7 +169,8 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
         "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
         "split_sha256": {name: split_hash(path) for name, path in train_splits.items()}, "final": result,
-        "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method), policy),
+        "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method,
+                                                   reference_forwards=int(method.needs_reference_model)), policy),
         "provenance": provenance(device, config),
     }
     write_json(out_dir / "summary.json", summary)

@@ -1,12 +1,15 @@
-TABLES = DATASETS + ["all"]
+TABLES = DATASETS + ["all"] + (["matched"] if MATCHED_METHODS else [])  # "matched": the compute-matched table
 FIGURES = ["training_curves", "heldout_curves", "final_metrics", "tradeoff"]
 
 
 rule tables:
     input:
         summary="results/aggregate/summary.csv",
+        runs="results/aggregate/runs.csv",
+        significance="results/aggregate/significance.csv",
     output:
         tex=expand("results/paper/generated/table_{table}.tex", table=TABLES),
+        compute="results/paper/generated/table_compute.tex",
         index="results/paper/generated/tables.tex",
         csv=report(
             expand("results/tables/{table}.csv", table=TABLES),
@@ -14,7 +17,12 @@ rule tables:
             category="Tables",
         ),
     params:
-        methods=METHODS,
+        methods=MAIN_METHODS,
+        baseline=baseline_of(MAIN_METHODS),
+        matched=MATCHED_METHODS,
+        matched_baseline=baseline_of(MATCHED_METHODS),
+        inner_steps=CFG.compute_matched.inner_steps,
+        all_methods=METHODS,
         tables=TABLES,
     log:
         "logs/tables.log",
@@ -36,7 +44,7 @@ rule figures:
             for name in FIGURES
         },
     params:
-        methods=METHODS,
+        methods=MAIN_METHODS,
         datasets=DATASETS,
     log:
         "logs/figures.log",
@@ -56,7 +64,7 @@ rule paper_numbers:
         findings="results/paper/generated/findings.tex",
     params:
         model=CFG.model.name_or_path,
-        methods=METHODS,
+        methods=MAIN_METHODS,
         datasets=DATASETS,
     log:
         "logs/paper_numbers.log",
@@ -70,6 +78,7 @@ rule paper:
         bib="paper/refs.bib",
         tables=rules.tables.output.tex,
         table_index=rules.tables.output.index,
+        compute_table=rules.tables.output.compute,
         figures=[f"results/paper/generated/{name}.pdf" for name in FIGURES],
         numbers=rules.paper_numbers.output,
         rm_experiment=RM_PAPER_INPUTS,
