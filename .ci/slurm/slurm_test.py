@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import subprocess
 import sys
@@ -114,10 +115,13 @@ def check_jobs(local_dir: Path, slurm_dir: Path, problems: list[str]) -> None:
 
 
 def strip(obj):
+    """A JSON value without its volatile keys, NaN made comparable."""
     if isinstance(obj, dict):
         return {k: strip(v) for k, v in obj.items() if k not in VOLATILE_KEYS}
     if isinstance(obj, list):
         return [strip(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return "NaN"
     return obj
 
 
@@ -132,7 +136,11 @@ def same_tensors(a, b) -> bool:
     import torch
 
     if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+        if not (isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape):
+            return False
+        if a.is_floating_point():  # equal values, NaN where the other has NaN
+            return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0))
+        return torch.equal(a, b)
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(same_tensors(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
