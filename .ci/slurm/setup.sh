@@ -8,10 +8,11 @@
 # No cgroups: proctrack/linuxproc, task/none. The node has no GPU, so it declares FAKE GPUS:
 # `Gres=gpu:2` in slurm.conf, and in gres.conf `Name=gpu File=/run/slurm/fake-gpu[0-1]`, two
 # character devices that are /dev/null (major 1, minor 3) standing in for /dev/nvidia0 and 1
-# (slurmd ignores a GPU without a File; with task/none and no cgroups nothing opens them). The workflow's model rules keep their real request
-# (`gpu: 1` -> sbatch/srun `--gpus=1`, what a user's cluster sees); Slurm grants a fake GPU, sets
-# CUDA_VISIBLE_DEVICES (torch, a CPU build, ignores it), runs at most two model jobs at once, and
-# sacct records gres/gpu=1 in their AllocTRES. Nothing is mapped in the user's profile.
+# (slurmd ignores a GPU without a File; with task/none and no cgroups nothing opens them). The
+# workflow's model rules keep their real request (`gpu: 1` -> sbatch/srun `--gpus=1`, what a user's
+# cluster sees); Slurm grants a fake GPU, sets CUDA_VISIBLE_DEVICES (torch, a CPU build, ignores it),
+# runs at most two model jobs at once, and sacct records gres/gpu=1 in their AllocTRES. Nothing is
+# mapped in the user's profile.
 #
 # Idempotent: rerun it and it reuses running daemons whose configuration is unchanged, restarts the
 # others (by the pid in their pid file), and waits until the node is idle. On failure it prints the
