@@ -23,16 +23,18 @@ for method in cfg.method_names:
                 if not math.isfinite(r.get(key, math.nan)):
                     problems.append(f"{path}: {key} = {r.get(key)}")
 generated = Path("results/paper/generated")
-for name in [f"table_{t}.tex" for t in cfg.data.names + ["all"]] + [
-        f"{f}.pdf" for f in ("training_curves", "heldout_curves", "final_metrics", "tradeoff")]:
+extra_tables = ["matched"] * bool(cfg.matched_names) + ["compute", "rm_experiment"]
+for name in [f"table_{t}.tex" for t in cfg.data.names + ["all"] + extra_tables] + [
+        f"{f}.pdf" for f in ("training_curves", "heldout_curves", "final_metrics", "tradeoff", "rm_vs_dpo")]:
     if not (generated / name).exists():
         problems.append(f"missing {generated / name}")
-pdf, aux = Path("results/paper/main.pdf"), Path("results/paper/main.aux")
+pdf, aux = Path("results/paper/main.pdf"), Path("results/paper/.latex/main.aux")  # built aside (paper rule)
 if not pdf.exists() or pdf.stat().st_size < 10_000:
     problems.append(f"missing or empty {pdf}")
 else:  # the tables and figures compiled into the paper: their labels were defined
     labels = aux.read_text() if aux.exists() else ""
-    for label in [f"tab:{t}" for t in cfg.data.names + ["all", "setup"]] + ["fig:final", "fig:tradeoff"]:
+    for label in [f"tab:{t}" for t in cfg.data.names + ["all", "setup"] + extra_tables] + [
+            "fig:final", "fig:tradeoff", "fig:rm"]:
         if f"\\newlabel{{{label}}}" not in labels:
             problems.append(f"{aux}: label {label} undefined")
 if problems:
