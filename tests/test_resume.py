@@ -93,6 +93,7 @@ KILLABLE = {  # a demo workflow cut down to one method, trained long enough to b
     "train": {"epochs": 2, "batch_size": 4, "eval_every": 8, "checkpoint_every": 4},
     "method_order": ["p2o"],
     "methods": {"p2o": {"inner_steps": 2}},
+    "compute_matched": {"methods": []},
     "seeds": [0],
 }
 TARGET = "results/train/p2o/seed0/summary.json"

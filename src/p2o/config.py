@@ -228,7 +228,8 @@ class Config:
     def matched_variants(self) -> dict[str, str]:
         """``<name>_k<K>`` -> ``<name>`` for the compute-matched reruns (methods already at K need none)."""
         k = self.compute_matched.inner_steps
-        return {f"{m}_k{k}": m for m in self.compute_matched.methods if self.method(m).inner_steps != k}
+        run = set(self.method_names)  # a subset chosen with method_order reruns only what it runs
+        return {f"{m}_k{k}": m for m in self.compute_matched.methods if m in run and self.method(m).inner_steps != k}
 
     @property
     def matched_names(self) -> list[str]:
@@ -259,9 +260,9 @@ class Config:
                                               or len(set(self.method_order)) != len(self.method_order)):
             raise ConfigError(f"config key 'method_order' must list methods once each, got {self.method_order}")
         for name in self.compute_matched.methods:
-            if name not in self.method_names:
-                raise ConfigError(f"config key 'compute_matched.methods': {name!r} is not a method run "
-                                  f"({self.method_names})")
+            if name not in self.methods:
+                raise ConfigError(f"config key 'compute_matched.methods': {name!r} is not in 'methods' "
+                                  f"({sorted(self.methods)})")
         for variant in self.matched_variants:
             if variant in self.methods:
                 raise ConfigError(f"config key 'compute_matched.methods': the rerun's name {variant!r} is "
