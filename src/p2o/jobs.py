@@ -147,10 +147,12 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     references = {s.dataset: ReferenceLogps.load(train_refs[s.dataset], s, tokenize) for s in splits}
 
+    evaluating = optim.eval_every > 0 and bool(eval_splits)
+    # the frozen SFT model, loaded once: the exact held-out KL needs its distribution, and so does TDPO's step
+    reference_model = load_model(model_dir, device) if evaluating or method.needs_reference_model else None
     evaluator = None
-    if optim.eval_every > 0 and eval_splits:
+    if evaluating:
         evaluate = evaluate or EvalConfig()
-        reference_model = load_model(model_dir, device)  # the exact KL needs the reference's distribution
         held_out = []
         for name, (split_path, ref_path) in eval_splits.items():
             split = load_split(tokenizer, split_path, name, tokenize)
@@ -163,7 +165,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     start = time.time()
     with JsonlLog(out_dir / "log.jsonl") as log:
         result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator,
-                                  checkpoint=out_dir / "checkpoint.pt")
+                                  checkpoint=out_dir / "checkpoint.pt", reference_model=reference_model)
     save_model(policy, tokenizer, out_dir / "model")
     summary = {
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
