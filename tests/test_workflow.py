@@ -110,7 +110,7 @@ def test_reduced_demo_end_to_end_and_partial_rerun(tmp_path):
     that a dry run plans only P²O's train/evaluate jobs and the aggregate-to-paper jobs."""
     wd = checkout(tmp_path)
     demo = ["--configfile", "config/demo.yaml", write(tmp_path / "reduced.yaml", REDUCED)]
-    snakemake(wd, "--cores", "2", "--resources", "gpu=1", *demo)
+    snakemake(wd, "--workflow-profile", "workflow/profiles/cpu", "--cores", "2", *demo)  # as README's demo
     assert (wd / "results" / "paper" / "main.pdf").stat().st_size > 10_000
     for method in ("dpo", "p2o"):
         for dataset in ("hh", "shp", "uf"):
@@ -134,6 +134,31 @@ def test_reduced_demo_end_to_end_and_partial_rerun(tmp_path):
 
     # nothing changed: nothing to do
     assert planned_jobs(snakemake(wd, "-n", *demo).stdout) == []
+
+
+def test_cpu_profile_lets_every_model_job_after_sft_run_side_by_side(tmp_path):
+    """workflow/profiles/cpu: every job of the demo but SFT claims no GPU and one thread (a model
+    rule missing from the profile would claim gpu=1 and queue behind the others); without the
+    profile every model job claims the GPU and all of --cores."""
+    wd = checkout(tmp_path)
+
+    def claims(*args):
+        out = snakemake(wd, "-n", "--cores", "2", "--configfile", "config/demo.yaml", *args).stdout
+        rule, found = None, {}
+        for line in map(str.strip, out.splitlines()):
+            if m := re.match(r"^(?:local)?rule (\w+):$", line):
+                rule = m.group(1)
+            elif rule and (m := re.match(r"^threads: (\d+)$", line)):
+                found.setdefault(rule, set()).add(("threads", int(m.group(1))))
+            elif rule and line.startswith("resources:") and "gpu=1" in line:
+                found.setdefault(rule, set()).add(("gpu", 1))
+        return found
+
+    model_rules = {"sft", "reference", "train", "evaluate", "rm_train_reward_model", "rm_train_policy",
+                   "rm_evaluate"}
+    default = claims()
+    assert set(default) == model_rules and all(c == {("threads", 2), ("gpu", 1)} for c in default.values())
+    assert claims("--workflow-profile", "workflow/profiles/cpu") == {"sft": {("threads", 2), ("gpu", 1)}}
 
 
 def test_paper_config_plans_the_reward_model_experiment(tmp_path):

@@ -37,7 +37,7 @@ CONFIG=(--configfile config/demo.yaml reduced.yaml)
 
 # the local run: as the README's Quickstart runs the demo
 t=$(now)
-(cd "$WORK/local" && timeout "$TIMEOUT" snakemake --cores 2 --resources gpu=1 "${CONFIG[@]}" > snakemake.log 2>&1) \
+(cd "$WORK/local" && timeout "$TIMEOUT" snakemake --cores 2 --resources gpu=1 --max-threads 1 "${CONFIG[@]}" > snakemake.log 2>&1) \
   || fail local "$WORK/local"
 t_local=$(( $(now) - t ))
 

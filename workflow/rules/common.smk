@@ -32,6 +32,10 @@ def comparisons():
     return [[m, baseline_of(rows)] for rows in (MAIN_METHODS, MATCHED_METHODS) for m in rows
             if m != baseline_of(rows)]
 SEEDS = CFG.seeds
+# A model job's threads: every core Snakemake was given (--cores), since a local GPU run trains one
+# model at a time (the rules claim gpu=1); profiles set fewer (workflow/profiles/cpu: one each, so
+# that jobs run side by side; slurm: --cpus-per-task). The scripts hand the number to torch.
+MODEL_THREADS = workflow.cores
 PARTS = ["train", "eval"]
 
 

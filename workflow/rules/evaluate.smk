@@ -9,6 +9,7 @@ rule evaluate:
     params:
         tokenize=section(CFG.tokenize),
         evaluate=section(CFG.evaluate),
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:

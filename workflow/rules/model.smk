@@ -25,6 +25,7 @@ rule sft:
         tokenize=section(CFG.tokenize),
         datasets=DATASETS,
         seed=0,
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:

@@ -7,6 +7,7 @@ rule reference:
     params:
         tokenize=section(CFG.tokenize),
         batch_size=CFG.evaluate.batch_size,
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:

@@ -88,6 +88,7 @@ rule rm_reference:
     params:
         tokenize=section(CFG.tokenize),
         batch_size=CFG.evaluate.batch_size,
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
@@ -120,6 +121,7 @@ rule rm_train_reward_model:
     params:
         train=rm_optim(RM.lr or CFG.train.lr),
         tokenize=section(CFG.tokenize),
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
@@ -139,6 +141,7 @@ rule rm_train_policy:
         summary=RM_RUN + f"/{RM_POLICY}/summary.json",
     params:
         rm_policy_params,
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
@@ -164,6 +167,7 @@ rule rm_evaluate:
         policy=RM_POLICY,
         tokenize=section(CFG.tokenize),
         evaluate=section(CFG.evaluate),
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:

@@ -7,6 +7,7 @@ rule train:
         summary="results/train/{method}/seed{seed}/summary.json",
     params:
         train_params,
+    threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
