@@ -10,7 +10,7 @@ import pytest
 
 from p2o.aggregate import collect_curves, collect_metrics, collect_runs, overall, summarise, t_quantile
 from p2o.paper import findings_tex, numbers_tex, setup_tex
-from p2o.plots import final_metrics, heldout_curves, method_styles, tradeoff, training_curves
+from p2o.plots import KNOWN, display_name, final_metrics, heldout_curves, method_styles, tradeoff, training_curves
 from p2o.tables import compute_table, latex_name, method_table, significant_cells, table_csv
 
 ACC, MARGIN, KL = "eval_rewards/accuracies", "eval_rewards/margins", "eval_kl/token_mean"
@@ -165,5 +165,7 @@ def test_figures_are_vector_pdfs_with_one_style_per_method(tmp_path):
         assert out.read_bytes().startswith(b"%PDF") and out.stat().st_size > 5000
     # a method keeps its colour and marker whatever else is run, and new methods do not collide
     assert method_styles(["p2o"])["p2o"] == method_styles(["dpo", "ipo", "p2o", "simpo"])["p2o"]
-    styles = method_styles(["dpo", "ipo", "kto", "p2o", "pkto", "simpo", "orpo"])
-    assert len({s["color"] for s in styles.values()}) == 7
+    methods = [*KNOWN, *(f"new{i}" for i in range(12))]  # every paper method and more: no two look alike
+    styles = method_styles(methods)
+    assert len({(s["color"], s["linestyle"]) for s in styles.values()}) == len(methods)
+    assert display_name("tdpo1") == "TDPO$_1$" and display_name("my_loss") == "MY_LOSS"

@@ -20,23 +20,32 @@ import pandas as pd  # noqa: E402
 
 from p2o.aggregate import METRIC_LABELS, METRICS  # noqa: E402
 from p2o.io import atomic_path  # noqa: E402
+from p2o.tables import latex_name  # noqa: E402
 
 PALETTE = plt.get_cmap("tab10").colors
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
-KNOWN = ["dpo", "ipo", "kto", "p2o", "pkto"]  # fixed slots, so a method keeps its look as others are added
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p"]
+LINESTYLES = ["-", "--", ":"]
+# Fixed slots (the paper's methods, in config.yaml's order), so a method keeps its look as others
+# are added or dropped; methods not listed take the free slots after these, in the order given.
+KNOWN = ["dpo", "ipo", "kto", "p2o", "pkto", "cdpo", "robust_dpo", "hinge", "rdpo", "simpo", "orpo", "slpo",
+         "tdpo1", "tdpo2"]
+LEGEND_COLUMNS = 7
 
 
 def method_styles(methods: list[str]) -> dict[str, dict]:
-    """Colour and marker of each method: known methods have fixed slots, new ones take the next."""
-    styles, free = {}, iter(range(len(KNOWN), 10 * len(PALETTE)))
+    """Colour, marker and line style of each method. Slot k takes colour k mod 10 and line style
+    k div 10 (so the first 30 slots differ in colour or line) and marker k mod 12."""
+    styles, free = {}, iter(range(len(KNOWN), 10**6))
     for m in methods:
         slot = KNOWN.index(m) if m in KNOWN else next(free)
-        styles[m] = {"color": PALETTE[slot % len(PALETTE)], "marker": MARKERS[slot % len(MARKERS)]}
+        styles[m] = {"color": PALETTE[slot % len(PALETTE)], "marker": MARKERS[slot % len(MARKERS)],
+                     "linestyle": LINESTYLES[(slot // len(PALETTE)) % len(LINESTYLES)]}
     return styles
 
 
 def display_name(method: str) -> str:
-    return {"p2o": "P²O", "pkto": "PKTO"}.get(method, method.upper())
+    """The tables' name of a method (``p2o.tables.latex_name``), as matplotlib's mathtext reads it."""
+    return latex_name(method).replace("\\_", "_")
 
 
 def save(fig, path) -> None:
@@ -46,10 +55,13 @@ def save(fig, path) -> None:
 
 
 def legend_above(fig, ax) -> None:
-    """One legend for the figure, in a row above the panels."""
+    """One legend for the figure above the panels, in rows of at most ``LEGEND_COLUMNS`` entries."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, fontsize=8)
+    rows = max(1, -(-len(labels) // LEGEND_COLUMNS))
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.12 + 0.2 * rows) / height))
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), LEGEND_COLUMNS), frameon=False,
+               fontsize=8)
 
 
 def _mean_over_seeds(df: pd.DataFrame, x: str = "pairs_seen") -> pd.DataFrame:
@@ -66,7 +78,8 @@ def training_curves(curves: pd.DataFrame, methods: list[str], path, smooth: int 
             if d.empty:
                 continue
             y = d["mean"].rolling(smooth, min_periods=1).mean()
-            ax.plot(d["pairs_seen"], y, color=styles[m]["color"], label=display_name(m), lw=1.4)
+            ax.plot(d["pairs_seen"], y, color=styles[m]["color"], ls=styles[m]["linestyle"], label=display_name(m),
+                    lw=1.4)
             ax.fill_between(d["pairs_seen"], d["min"].rolling(smooth, min_periods=1).mean(),
                             d["max"].rolling(smooth, min_periods=1).mean(), color=styles[m]["color"], alpha=0.15,
                             lw=0)
@@ -90,7 +103,7 @@ def heldout_curves(curves: pd.DataFrame, methods: list[str], datasets: list[str]
                 if d.empty:
                     continue
                 ax.plot(d["pairs_seen"], d["mean"], color=styles[m]["color"], marker=styles[m]["marker"], ms=3,
-                        lw=1.2, label=display_name(m))
+                        ls=styles[m]["linestyle"], lw=1.2, label=display_name(m))
                 ax.fill_between(d["pairs_seen"], d["min"], d["max"], color=styles[m]["color"], alpha=0.15, lw=0)
             if i == 0:
                 ax.set_title(dataset.upper())
@@ -143,7 +156,7 @@ def tradeoff(summary: pd.DataFrame, methods: list[str], datasets: list[str], pat
 def rm_model_styles(models: list[str]) -> dict[str, dict]:
     """The reward model ("rm") in black with squares; policies keep their method's colour and marker."""
     styles = method_styles([m for m in models if m != "rm"])
-    return {m: styles[m] if m in styles else {"color": "black", "marker": "s"} for m in models}
+    return {m: styles[m] if m in styles else {"color": "black", "marker": "s", "linestyle": "-"} for m in models}
 
 
 def rm_model_name(model: str) -> str:
@@ -163,7 +176,7 @@ def rm_vs_dpo(summary: pd.DataFrame, datasets: list[str], models: list[str], pat
                 continue
             ci = np.nan_to_num(d["ci95"].to_numpy(dtype=float))
             ax.plot(d["size"], d["mean"], color=styles[m]["color"], marker=styles[m]["marker"], ms=5, lw=1.4,
-                    label=rm_model_name(m))
+                    ls=styles[m]["linestyle"], label=rm_model_name(m))
             low, high = np.clip(d["mean"] - ci, 0, 1), np.clip(d["mean"] + ci, 0, 1)  # accuracy is in [0, 1]
             ax.fill_between(d["size"], low, high, color=styles[m]["color"], alpha=0.15, lw=0)
         ax.set_xscale("log", base=2)
