@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from p2o.aggregate import collect_curves, collect_metrics, collect_runs, overall, summarise, t_quantile
 from p2o.paper import findings_tex, numbers_tex, setup_tex
-from p2o.plots import KNOWN, display_name, final_metrics, heldout_curves, method_styles, tradeoff, training_curves
+from p2o.plots import (KNOWN, display_name, error_bar, final_metrics, heldout_curves, method_styles, tradeoff,
+                       training_curves)
 from p2o.tables import compute_table, latex_name, method_table, significant_cells, table_csv
 
 ACC, MARGIN, KL = "eval_rewards/accuracies", "eval_rewards/margins", "eval_kl/token_mean"
@@ -169,3 +171,11 @@ def test_figures_are_vector_pdfs_with_one_style_per_method(tmp_path):
     styles = method_styles(methods)
     assert len({(s["color"], s["linestyle"]) for s in styles.values()}) == len(methods)
     assert display_name("tdpo1") == "TDPO$_1$" and display_name("my_loss") == "MY_LOSS"
+    assert {s["hatch"] for s in styles.values()} == {"", "////", "...."}  # bars: colour and hatch differ too
+
+
+def test_error_bars_stay_within_the_metric_range():
+    """mean ± CI is cut to where the metric lies (accuracy in [0, 1], KL ≥ 0); no CI draws none."""
+    np.testing.assert_allclose(error_bar([0.9, 0.5, 0.2], [0.3, np.nan, 0.1], ACC), [[0.3, 0, 0.1], [0.1, 0, 0.1]])
+    np.testing.assert_allclose(error_bar(0.1, 0.5, KL), [[0.1], [0.5]])
+    np.testing.assert_allclose(error_bar([-1.0], [2.0], MARGIN), [[2.0], [2.0]])  # unbounded

@@ -1,4 +1,4 @@
-"""Vector PDF figures from the aggregate tables; one colour and marker per method in every figure.
+"""Vector PDF figures from the aggregate tables; one style (colour, line, marker) per method in every figure.
 
 Figures read only the tidy tables of ``p2o.aggregate`` (so restyling never retrains):
 
@@ -25,27 +25,38 @@ from p2o.tables import latex_name  # noqa: E402
 PALETTE = plt.get_cmap("tab10").colors
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p"]
 LINESTYLES = ["-", "--", ":"]
+HATCHES = ["", "////", "...."]  # bars' counterpart of the line styles
 # Fixed slots (the paper's methods, in config.yaml's order), so a method keeps its look as others
 # are added or dropped; methods not listed take the free slots after these, in the order given.
 KNOWN = ["dpo", "ipo", "kto", "p2o", "pkto", "cdpo", "robust_dpo", "hinge", "rdpo", "simpo", "orpo", "slpo",
          "tdpo1", "tdpo2"]
 LEGEND_COLUMNS = 7
+# Where a metric's values can lie: error bars (mean ± CI, wide with few seeds) are cut to it.
+METRIC_RANGES = {"eval_rewards/accuracies": (0.0, 1.0), "eval_kl/token_mean": (0.0, np.inf)}
 
 
 def method_styles(methods: list[str]) -> dict[str, dict]:
-    """Colour, marker and line style of each method. Slot k takes colour k mod 10 and line style
-    k div 10 (so the first 30 slots differ in colour or line) and marker k mod 12."""
+    """Colour, marker and line style (hatch for bars) of each method. Slot k takes colour k mod 10,
+    line style k div 10 (so the first 30 slots differ in colour or line) and marker k mod 12."""
     styles, free = {}, iter(range(len(KNOWN), 10**6))
     for m in methods:
         slot = KNOWN.index(m) if m in KNOWN else next(free)
+        variant = (slot // len(PALETTE)) % len(LINESTYLES)
         styles[m] = {"color": PALETTE[slot % len(PALETTE)], "marker": MARKERS[slot % len(MARKERS)],
-                     "linestyle": LINESTYLES[(slot // len(PALETTE)) % len(LINESTYLES)]}
+                     "linestyle": LINESTYLES[variant], "hatch": HATCHES[variant]}
     return styles
 
 
 def display_name(method: str) -> str:
     """The tables' name of a method (``p2o.tables.latex_name``), as matplotlib's mathtext reads it."""
     return latex_name(method).replace("\\_", "_")
+
+
+def error_bar(mean, ci, metric: str) -> np.ndarray:
+    """(2, n) lower and upper error-bar lengths of mean ± ci, cut to the metric's range; no CI: 0."""
+    mean, ci = np.asarray(mean, dtype=float), np.nan_to_num(np.asarray(ci, dtype=float))
+    low, high = METRIC_RANGES.get(metric, (-np.inf, np.inf))
+    return np.stack([mean - np.maximum(mean - ci, low), np.minimum(mean + ci, high) - mean]).reshape(2, -1)
 
 
 def save(fig, path) -> None:
@@ -126,7 +137,8 @@ def final_metrics(summary: pd.DataFrame, methods: list[str], datasets: list[str]
             means = [rows.loc[d, "mean"] if d in rows.index else np.nan for d in datasets]
             cis = [rows.loc[d, "ci95"] if d in rows.index else np.nan for d in datasets]
             ax.bar(x + (k - (len(methods) - 1) / 2) * width, means, width, color=styles[m]["color"],
-                   yerr=np.nan_to_num(cis), capsize=2, label=display_name(m))
+                   hatch=styles[m]["hatch"], edgecolor="white", linewidth=0, yerr=error_bar(means, cis, metric),
+                   capsize=2, label=display_name(m))
         ax.set_xticks(x, [d.upper() for d in datasets])
         ax.set_ylabel(METRIC_LABELS[metric])
     legend_above(fig, axes[0, 0])
@@ -143,7 +155,8 @@ def tradeoff(summary: pd.DataFrame, methods: list[str], datasets: list[str], pat
             if (m, acc) not in d.index or (m, kl) not in d.index:
                 continue
             ax.errorbar(d.loc[(m, kl), "mean"], d.loc[(m, acc), "mean"],
-                        xerr=np.nan_to_num(d.loc[(m, kl), "ci95"]), yerr=np.nan_to_num(d.loc[(m, acc), "ci95"]),
+                        xerr=error_bar(d.loc[(m, kl), "mean"], d.loc[(m, kl), "ci95"], kl),
+                        yerr=error_bar(d.loc[(m, acc), "mean"], d.loc[(m, acc), "ci95"], acc),
                         color=styles[m]["color"], marker=styles[m]["marker"], ms=6, capsize=2, lw=1,
                         label=display_name(m))
         ax.set_title(dataset.upper())
@@ -156,7 +169,8 @@ def tradeoff(summary: pd.DataFrame, methods: list[str], datasets: list[str], pat
 def rm_model_styles(models: list[str]) -> dict[str, dict]:
     """The reward model ("rm") in black with squares; policies keep their method's colour and marker."""
     styles = method_styles([m for m in models if m != "rm"])
-    return {m: styles[m] if m in styles else {"color": "black", "marker": "s", "linestyle": "-"} for m in models}
+    rm = {"color": "black", "marker": "s", "linestyle": "-", "hatch": ""}
+    return {m: styles[m] if m in styles else rm for m in models}
 
 
 def rm_model_name(model: str) -> str:
@@ -174,11 +188,10 @@ def rm_vs_dpo(summary: pd.DataFrame, datasets: list[str], models: list[str], pat
             d = summary[(summary["dataset"] == dataset) & (summary["model"] == m)].sort_values("size")
             if d.empty:
                 continue
-            ci = np.nan_to_num(d["ci95"].to_numpy(dtype=float))
+            err = error_bar(d["mean"], d["ci95"], "eval_rewards/accuracies")
             ax.plot(d["size"], d["mean"], color=styles[m]["color"], marker=styles[m]["marker"], ms=5, lw=1.4,
                     ls=styles[m]["linestyle"], label=rm_model_name(m))
-            low, high = np.clip(d["mean"] - ci, 0, 1), np.clip(d["mean"] + ci, 0, 1)  # accuracy is in [0, 1]
-            ax.fill_between(d["size"], low, high, color=styles[m]["color"], alpha=0.15, lw=0)
+            ax.fill_between(d["size"], d["mean"] - err[0], d["mean"] + err[1], color=styles[m]["color"], alpha=0.15, lw=0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()
