@@ -10,6 +10,8 @@ Figures read only the tidy tables of ``p2o.aggregate`` (so restyling never retra
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib
 
 matplotlib.use("agg")  # non-interactive: figures are files
@@ -38,7 +40,7 @@ METRIC_RANGES = {"eval_rewards/accuracies": (0.0, 1.0), "eval_kl/token_mean": (0
 def method_styles(methods: list[str]) -> dict[str, dict]:
     """Colour, marker and line style (hatch for bars) of each method. Slot k takes colour k mod 10,
     line style k div 10 (so the first 30 slots differ in colour or line) and marker k mod 12."""
-    styles, free = {}, iter(range(len(KNOWN), 10**6))
+    styles, free = {}, itertools.count(len(KNOWN))
     for m in methods:
         slot = KNOWN.index(m) if m in KNOWN else next(free)
         variant = (slot // len(PALETTE)) % len(LINESTYLES)
@@ -191,7 +193,8 @@ def rm_vs_dpo(summary: pd.DataFrame, datasets: list[str], models: list[str], pat
             err = error_bar(d["mean"], d["ci95"], "eval_rewards/accuracies")
             ax.plot(d["size"], d["mean"], color=styles[m]["color"], marker=styles[m]["marker"], ms=5, lw=1.4,
                     ls=styles[m]["linestyle"], label=rm_model_name(m))
-            ax.fill_between(d["size"], d["mean"] - err[0], d["mean"] + err[1], color=styles[m]["color"], alpha=0.15, lw=0)
+            ax.fill_between(d["size"], d["mean"] - err[0], d["mean"] + err[1], color=styles[m]["color"], alpha=0.15,
+                            lw=0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()

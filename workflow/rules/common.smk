@@ -34,7 +34,7 @@ def comparisons():
 SEEDS = CFG.seeds
 # A model job's threads: every core Snakemake was given (--cores), since a local GPU run trains one
 # model at a time (the rules claim gpu=1); profiles set fewer (workflow/profiles/cpu: one each, so
-# that jobs run side by side; slurm: --cpus-per-task). The scripts hand the number to torch.
+# that jobs run side by side; slurm: --cpus-per-task). Snakemake passes it to torch as OMP_NUM_THREADS.
 try:
     MODEL_THREADS = workflow.cores
 except WorkflowError:  # a cluster executor has no --cores: its profile's set-threads decides

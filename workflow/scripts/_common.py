@@ -1,4 +1,4 @@
-"""Shared by the rule scripts: log redirection, config sections from params, device and threads."""
+"""Shared by the rule scripts: log redirection, config sections from params, device choice."""
 
 import sys
 
@@ -26,10 +26,3 @@ def device():
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
-
-def use_threads(snakemake):
-    """Limit torch to the job's threads (the rule's ``threads:``, as Snakemake scaled or a profile set
-    them), so that jobs side by side do not oversubscribe the cores and a rerun computes alike."""
-    import torch
-
-    torch.set_num_threads(snakemake.threads)

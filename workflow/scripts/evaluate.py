@@ -1,9 +1,8 @@
-from _common import device, log_to, resolved_config, section, use_threads
+from _common import device, log_to, resolved_config, section
 from p2o import jobs
 from p2o.config import EvalConfig, TokenizeConfig
 
 log_to(snakemake)
-use_threads(snakemake)
 wc, inp = snakemake.wildcards, snakemake.input
 jobs.evaluate(inp.policy, inp.model, inp.split, inp.reference, wc.dataset,
               section(TokenizeConfig, snakemake.params.tokenize, "tokenize"),

@@ -1,9 +1,8 @@
-from _common import device, log_to, section, use_threads
+from _common import device, log_to, section
 from p2o import jobs
 from p2o.config import TokenizeConfig
 
 log_to(snakemake)
-use_threads(snakemake)
 jobs.reference(snakemake.input.model, snakemake.input.split, snakemake.wildcards.dataset,
                section(TokenizeConfig, snakemake.params.tokenize, "tokenize"), snakemake.params.batch_size,
                snakemake.output[0], device())

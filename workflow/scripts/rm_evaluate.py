@@ -1,9 +1,8 @@
-from _common import device, log_to, resolved_config, section, use_threads
+from _common import device, log_to, resolved_config, section
 from p2o import jobs, reward_jobs
 from p2o.config import EvalConfig, TokenizeConfig
 
 log_to(snakemake)
-use_threads(snakemake)
 inp, out, p, dataset = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards.dataset
 tokenize = section(TokenizeConfig, p.tokenize, "tokenize")
 evaluate = section(EvalConfig, p.evaluate, "evaluate")

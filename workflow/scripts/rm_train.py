@@ -1,11 +1,10 @@
 from pathlib import Path
 
-from _common import device, log_to, resolved_config, section, use_threads
+from _common import device, log_to, resolved_config, section
 from p2o import reward_jobs
 from p2o.config import OptimConfig, TokenizeConfig
 
 log_to(snakemake)
-use_threads(snakemake)
 wc, p = snakemake.wildcards, snakemake.params
 optim, tokenize = section(OptimConfig, p.train, "train"), section(TokenizeConfig, p.tokenize, "tokenize")
 reward_jobs.train_reward_model(snakemake.input.model, {wc.dataset: snakemake.input.split}, optim, tokenize,

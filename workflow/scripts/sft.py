@@ -1,11 +1,10 @@
 from pathlib import Path
 
-from _common import device, log_to, resolved_config, section, use_threads
+from _common import device, log_to, resolved_config, section
 from p2o import jobs
 from p2o.config import OptimConfig, TokenizeConfig
 
 log_to(snakemake)
-use_threads(snakemake)
 p = snakemake.params
 jobs.sft(snakemake.input.base, dict(zip(p.datasets, snakemake.input.splits)),
          section(TokenizeConfig, p.tokenize, "tokenize"), section(OptimConfig, p.sft, "sft"), p.seed,

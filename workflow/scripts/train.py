@@ -1,12 +1,11 @@
 from pathlib import Path
 
-from _common import device, log_to, resolved_config, section, use_threads
+from _common import device, log_to, resolved_config, section
 from p2o import jobs
 from p2o.config import EvalConfig, OptimConfig, TokenizeConfig
 from p2o.losses import MethodSpec
 
 log_to(snakemake)
-use_threads(snakemake)
 p, inp = snakemake.params[0], snakemake.input
 names = p["datasets"]
 eval_splits = dict(zip(names, zip(inp.eval_splits, inp.eval_references))) if "evaluate" in p else None
