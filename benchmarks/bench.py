@@ -7,7 +7,7 @@ Every configuration trains the same model (same initial weights and tokenizer) o
 Anthropic/hh-rlhf rows (``$P2O_SHARED_DATA`` or ``../shared/data``) with batch 8, max length 128,
 β = 0.5, fp32, in its own process (so peak RSS is its own; every process imports the same modules):
 
-    p2o:dpo, p2o:p2o           p2o's training loop (``p2o.train.train_preference``), reference
+    p2o:dpo, p2o:p2o           p2o's training loop (``p2o.training.loop.train_preference``), reference
                                log-probs precomputed once (their one-time cost is reported)
     trl:dpo, trl:dpo-precompute TRL's DPOTrainer, precompute_ref_log_probs off / on
     original:dpo, original:p2o benchmarks/original.py, the original's described algorithm
@@ -70,7 +70,7 @@ def prepare(workdir: Path, n_pairs: int) -> None:
     from p2o.config import DatasetConfig
     from p2o.data import load_pairs
     from p2o.io import write_jsonl
-    from p2o.models import save_model, train_bpe_tokenizer
+    from p2o.model.loading import save_model, train_bpe_tokenizer
 
     shared = Path(os.environ.get("P2O_SHARED_DATA", REPO.parent / "shared" / "data"))
     source = shared / "hh-rlhf" / "helpful-base.test.jsonl.gz"
@@ -89,8 +89,8 @@ def prepare(workdir: Path, n_pairs: int) -> None:
 def load(workdir: Path, size: str):
     from p2o.config import TokenizeConfig
     from p2o.data import read_split
-    from p2o.models import load_model, load_tokenizer
-    from p2o.tokenize import tokenize_pairs
+    from p2o.model.loading import load_model, load_tokenizer
+    from p2o.model.tokenize import tokenize_pairs
 
     tok, model = load_tokenizer(workdir / size), load_model(workdir / size)
     df = read_split(workdir / "pairs.jsonl")
@@ -123,8 +123,8 @@ def run_p2o(method: str, workdir: Path, size: str, warmup: int, steps: int) -> d
     from p2o.config import OptimConfig, TokenizeConfig
     from p2o.io import JsonlLog
     from p2o.losses import MethodSpec
-    from p2o.reference import compute_reference_logps
-    from p2o.train import train_preference
+    from p2o.model.reference import compute_reference_logps
+    from p2o.training.loop import train_preference
 
     tok, policy, split, _ = load(workdir, size)
     inner = K if method == "p2o" else 1
@@ -158,7 +158,7 @@ def run_p2o(method: str, workdir: Path, size: str, warmup: int, steps: int) -> d
 def run_original(method: str, workdir: Path, size: str, warmup: int, steps: int) -> dict:
     from original import OriginalTrainer
 
-    from p2o.tokenize import batch_indices
+    from p2o.model.tokenize import batch_indices
 
     tok, policy, split, _ = load(workdir, size)
     reference = copy.deepcopy(policy).eval()
@@ -239,7 +239,7 @@ def child(name: str, workdir: Path, size: str, warmup: int, steps: int, peak: fl
 
 
 def _subset(split, n):
-    from p2o.tokenize import TokenizedSplit
+    from p2o.model.tokenize import TokenizedSplit
 
     return TokenizedSplit(split.dataset, split.ids[:n], split.prompt[:n], split.chosen[:n], split.rejected[:n],
                           split.max_length)

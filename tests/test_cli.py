@@ -13,7 +13,7 @@ from p2o.cli import main
 from p2o.io import read_json
 from p2o.losses import LOSSES
 from p2o.provenance import config_sha256
-from p2o.reference import ReferenceLogps
+from p2o.model.reference import ReferenceLogps
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

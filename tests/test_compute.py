@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-import p2o.train
-from p2o.compute import Compute, model_size, training_compute
+import p2o.training.loop
+from p2o.training.compute import Compute, model_size, training_compute
 from p2o.config import OptimConfig
 from p2o.losses import MethodSpec
 from test_train import setup  # noqa: F401  (the module fixture: tiny model, two splits, references)
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 def test_replayed_counts_equal_the_loop(setup, monkeypatch, method):  # noqa: F811
     tok, model, splits, refs = setup
     seen = Compute()
-    real_pair_logps, real_sequence_logps = p2o.train.pair_logps, p2o.train.sequence_logps
+    real_pair_logps, real_sequence_logps = p2o.training.loop.pair_logps, p2o.training.loop.sequence_logps
 
     def counting_pair_logps(m, batch):
         seen.forward_passes += 1
@@ -41,10 +41,10 @@ def test_replayed_counts_equal_the_loop(setup, monkeypatch, method):  # noqa: F8
         seen.forward_head_tokens += int(rows.response_mask.sum())
         return real_sequence_logps(m, rows)
 
-    monkeypatch.setattr(p2o.train, "pair_logps", counting_pair_logps)
-    monkeypatch.setattr(p2o.train, "sequence_logps", counting_sequence_logps)
+    monkeypatch.setattr(p2o.training.loop, "pair_logps", counting_pair_logps)
+    monkeypatch.setattr(p2o.training.loop, "sequence_logps", counting_sequence_logps)
     optim = OptimConfig(lr=1e-3, batch_size=3, epochs=2, warmup_ratio=0.0)
-    result = p2o.train.train_preference(copy.deepcopy(model), splits, refs, method, optim, 7, tok.pad_token_id)
+    result = p2o.training.loop.train_preference(copy.deepcopy(model), splits, refs, method, optim, 7, tok.pad_token_id)
 
     replay = training_compute(splits, optim.batch_size, optim.epochs, 7, method)
     assert replay.optimizer_steps == result["steps"]

@@ -9,10 +9,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from p2o.config import ModelConfig, TinyModelConfig, TokenizeConfig
-from p2o.logps import pair_logps, response_logits, sequence_logps
+from p2o.model.logps import pair_logps, response_logits, sequence_logps
 from p2o.losses import dpo, p2o
-from p2o.models import build_tiny_model, train_bpe_tokenizer
-from p2o.tokenize import batch_indices, collate_pairs, tokenize_pairs
+from p2o.model.loading import build_tiny_model, train_bpe_tokenizer
+from p2o.model.tokenize import batch_indices, collate_pairs, tokenize_pairs
 
 PROMPTS = [
     "\n\nHuman: What is the capital of France?\n\nAssistant:",

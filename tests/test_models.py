@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from p2o.config import ModelConfig, TinyModelConfig, TokenizeConfig
-from p2o.logps import pair_logps
-from p2o.models import init_base_model, load_model, load_tokenizer, load_smollm2_gguf, save_model
-from p2o.tokenize import collate_pairs, tokenize_pairs
+from p2o.model.logps import pair_logps
+from p2o.model.loading import init_base_model, load_model, load_tokenizer, load_smollm2_gguf, save_model
+from p2o.model.tokenize import collate_pairs, tokenize_pairs
 
 TEXTS = ["\n\nHuman: How do plants grow?\n\nAssistant: They use sunlight, water and air to make sugar."] * 20
 

@@ -15,18 +15,19 @@ import pytest
 import torch
 import yaml
 
-from p2o import plots, reward_jobs, rm_experiment
+from p2o.report import plots, rm_experiment
+from p2o.stages import reward as reward_jobs
 from p2o.config import (ConfigError, ModelConfig, OptimConfig, RewardExperimentConfig, TinyModelConfig,
                         TokenizeConfig, config_from_dict, deep_merge)
 from p2o.data.splits import split_hash
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
-from p2o.models import build_tiny_model, train_bpe_tokenizer
-from p2o.paper import rm_experiment_tex
-from p2o.reference import ReferenceLogps
-from p2o.reward import (RewardModel, bradley_terry_loss, evaluate_reward_model, pair_accuracy,
+from p2o.model.loading import build_tiny_model, train_bpe_tokenizer
+from p2o.report.paper import rm_experiment_tex
+from p2o.model.reference import ReferenceLogps
+from p2o.training.reward_model import (RewardModel, bradley_terry_loss, evaluate_reward_model, pair_accuracy,
                         train_reward_model)
-from p2o.tables import rm_experiment_csv, rm_experiment_table
-from p2o.tokenize import pad_sequences, tokenize_pairs
+from p2o.report.tables import rm_experiment_csv, rm_experiment_table
+from p2o.model.tokenize import pad_sequences, tokenize_pairs
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from p2o.significance import collect_pairs, compare, paired_bootstrap, significance
+from p2o.report.significance import collect_pairs, compare, paired_bootstrap, significance
 
 
 def test_a_constant_gap_has_a_zero_width_interval():

@@ -20,11 +20,11 @@ from test_train import setup  # noqa: F401 (module fixture)
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog
-from p2o.logps import pair_logps as model_pair_logps
-from p2o.logps import pair_logps_with_seq_kl
+from p2o.model.logps import pair_logps as model_pair_logps
+from p2o.model.logps import pair_logps_with_seq_kl
 from p2o.losses import LOSSES, MethodSpec, dpo, method_spec, tdpo1, tdpo2
-from p2o.tokenize import collate_pairs
-from p2o.train import train_preference
+from p2o.model.tokenize import collate_pairs
+from p2o.training.loop import train_preference
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -11,10 +11,10 @@ import torch
 from p2o.config import ModelConfig, OptimConfig, TinyModelConfig, TokenizeConfig
 from p2o.io import JsonlLog
 from p2o.losses import LOSSES, LossSpec, MethodSpec, dpo
-from p2o.models import build_tiny_model, train_bpe_tokenizer
-from p2o.reference import compute_reference_logps
-from p2o.tokenize import tokenize_pairs
-from p2o.train import NonFiniteLossError, get_lr, train_preference
+from p2o.model.loading import build_tiny_model, train_bpe_tokenizer
+from p2o.model.reference import compute_reference_logps
+from p2o.model.tokenize import tokenize_pairs
+from p2o.training.loop import NonFiniteLossError, get_lr, train_preference
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -21,9 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from p2o import jobs
+from p2o.stages import jobs
 from p2o.config import Config, ConfigError, load_config
-from p2o.train import NonFiniteLossError
+from p2o.training.loop import NonFiniteLossError
 
 PARTS = ("train", "eval")
 

@@ -3,9 +3,9 @@ from pathlib import Path
 import pandas as pd
 
 from _common import log_to
-from p2o.aggregate import collect_curves, collect_metrics, collect_runs, overall, summarise
+from p2o.report.aggregate import collect_curves, collect_metrics, collect_runs, overall, summarise
 from p2o.io import atomic_path
-from p2o.significance import collect_pairs, significance
+from p2o.report.significance import collect_pairs, significance
 
 log_to(snakemake)
 inp, out = snakemake.input, snakemake.output

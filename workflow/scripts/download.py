@@ -1,5 +1,5 @@
 from _common import log_to, section
-from p2o import jobs
+from p2o.stages import jobs
 from p2o.config import DatasetConfig
 
 log_to(snakemake)

@@ -1,5 +1,5 @@
 from _common import device, log_to, resolved_config, section
-from p2o import jobs
+from p2o.stages import jobs
 from p2o.config import EvalConfig, TokenizeConfig
 
 log_to(snakemake)

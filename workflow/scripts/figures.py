@@ -1,7 +1,7 @@
 import pandas as pd
 
 from _common import log_to
-from p2o import plots
+from p2o.report import plots
 
 log_to(snakemake)
 summary, curves = pd.read_csv(snakemake.input.summary), pd.read_csv(snakemake.input.curves)

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from _common import log_to, section
-from p2o import jobs
+from p2o.stages import jobs
 from p2o.config import ModelConfig
 
 log_to(snakemake)

@@ -4,7 +4,7 @@ import pandas as pd
 
 from _common import log_to
 from p2o.io import read_json, write_text
-from p2o.paper import findings_tex, numbers_tex, setup_tex
+from p2o.report.paper import findings_tex, numbers_tex, setup_tex
 
 log_to(snakemake)
 inp, p = snakemake.input, snakemake.params

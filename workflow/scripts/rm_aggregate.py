@@ -1,5 +1,5 @@
 from _common import log_to
-from p2o import rm_experiment
+from p2o.report import rm_experiment
 from p2o.io import atomic_path
 
 log_to(snakemake)

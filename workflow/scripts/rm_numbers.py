@@ -2,7 +2,7 @@ import pandas as pd
 
 from _common import log_to
 from p2o.io import write_text
-from p2o.paper import rm_experiment_tex
+from p2o.report.paper import rm_experiment_tex
 
 log_to(snakemake)
 inp, p = snakemake.input, snakemake.params

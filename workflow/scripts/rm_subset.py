@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from _common import log_to
-from p2o import reward_jobs
+from p2o.stages import reward as reward_jobs
 
 log_to(snakemake)
 inp = snakemake.input

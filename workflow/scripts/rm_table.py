@@ -2,7 +2,7 @@ import pandas as pd
 
 from _common import log_to
 from p2o.io import atomic_path, write_text
-from p2o.tables import rm_experiment_csv, rm_experiment_table
+from p2o.report.tables import rm_experiment_csv, rm_experiment_table
 
 log_to(snakemake)
 summary, p = pd.read_csv(snakemake.input.summary), snakemake.params

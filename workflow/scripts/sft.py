@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from _common import device, log_to, resolved_config, section
-from p2o import jobs
+from p2o.stages import jobs
 from p2o.config import OptimConfig, TokenizeConfig
 
 log_to(snakemake)

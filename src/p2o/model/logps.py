@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from p2o.losses import PairLogps
-from p2o.tokenize import PairBatch, SequenceBatch
+from p2o.model.tokenize import PairBatch, SequenceBatch
 
 # Model types whose logits are exactly lm_head(final hidden state); other models fall back to
 # the full forward. Each listed type is checked against model(...).logits in the tests.

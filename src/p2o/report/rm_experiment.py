@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from p2o.aggregate import summarise
+from p2o.report.aggregate import summarise
 from p2o.io import read_json
 
 MODEL_RM = "rm"  # the reward model's name in paths, tables and figures
@@ -32,7 +32,7 @@ def reference_prefix(ref, n: int):
     """The ``ReferenceLogps`` of the first ``n`` pairs (see the module docstring for the KL rows)."""
     import torch
 
-    from p2o.reference import ReferenceLogps
+    from p2o.model.reference import ReferenceLogps
 
     if n > len(ref.ids):
         raise ValueError(f"asked for the first {n} pairs of reference log-probs over {len(ref.ids)}")

@@ -1,10 +1,10 @@
-"""The reward-model experiment's jobs (after ``p2o.jobs``: every input and output named).
+"""The reward-model experiment's jobs (after ``p2o.stages.jobs``: every input and output named).
 
     rm_subset              train split + its reference log-probs -> their first N pairs
     train_reward_model     SFT model + train splits              -> reward model folder, log, summary
     evaluate_reward_model  reward model + one eval split         -> metrics JSON
 
-The DPO side of the experiment is ``p2o.jobs.train`` and ``p2o.jobs.evaluate`` on the subset.
+The DPO side of the experiment is ``p2o.stages.jobs.train`` and ``p2o.stages.jobs.evaluate`` on the subset.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from p2o.config import OptimConfig, TokenizeConfig
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
-from p2o.jobs import PathLike, load_split, pad_id_of, split_hash
+from p2o.stages.jobs import PathLike, load_split, pad_id_of, split_hash
 from p2o.provenance import provenance
 
 def rm_subset(split_path: PathLike, ref_path: PathLike, n: int, out_dir: PathLike,
@@ -30,8 +30,8 @@ def rm_subset(split_path: PathLike, ref_path: PathLike, n: int, out_dir: PathLik
     """
     from p2o.data import read_split
     from p2o.data.splits import split_hash as frame_hash
-    from p2o.reference import ReferenceLogps
-    from p2o.rm_experiment import reference_prefix
+    from p2o.model.reference import ReferenceLogps
+    from p2o.report.rm_experiment import reference_prefix
 
     if held_out_manifests is not None:
         pool, main = (read_json(m)["splits"]["eval"]["sha256"] for m in held_out_manifests)
@@ -59,11 +59,11 @@ def rm_subset(split_path: PathLike, ref_path: PathLike, n: int, out_dir: PathLik
 def train_reward_model(model_dir: PathLike, train_splits: Mapping[str, PathLike], optim: OptimConfig,
                        tokenize: TokenizeConfig, seed: int, out_dir: PathLike, device: str = "cpu",
                        config: Mapping | None = None) -> dict:
-    """A Bradley–Terry reward model from the SFT model's body (``p2o.reward``); writes
+    """A Bradley–Terry reward model from the SFT model's body (``p2o.training.reward_model``); writes
     ``out_dir/{model/, log.jsonl, summary.json}``. Resumes from ``out_dir/checkpoint.pt`` as
     ``train`` does; ``config`` is recorded, as in ``sft``."""
-    from p2o import reward
-    from p2o.models import load_tokenizer
+    from p2o.training import reward_model as reward
+    from p2o.model.loading import load_tokenizer
 
     out_dir = Path(out_dir)
     tokenizer = load_tokenizer(model_dir)
@@ -87,8 +87,8 @@ def evaluate_reward_model(rm_dir: PathLike, split_path: PathLike, dataset: str, 
                           run: Mapping | None = None, config: Mapping | None = None) -> dict:
     """Held-out accuracy (r_w > r_l), margin and loss of a reward model on one split; ``run`` and
     ``config`` are recorded with them, as in ``evaluate``."""
-    from p2o.models import load_tokenizer
-    from p2o.reward import RewardModel, evaluate_reward_model as evaluate_rm
+    from p2o.model.loading import load_tokenizer
+    from p2o.training.reward_model import RewardModel, evaluate_reward_model as evaluate_rm
 
     tokenizer = load_tokenizer(rm_dir)
     model = RewardModel.load(rm_dir, device)

@@ -13,7 +13,7 @@ per batch of B pairs:
 FLOPs follow Kaplan et al. 2020 ("Scaling Laws for Neural Language Models", §2.1,
 https://arxiv.org/abs/2001.08361): a forward costs 2·N per token, N the non-embedding
 parameters, plus 2·d·V per token where the LM head is applied (response tokens only here, see
-``p2o.logps``); a backward costs twice its forward. The attention term 2·n_layer·n_ctx·d is left
+``p2o.model.logps``); a backward costs twice its forward. The attention term 2·n_layer·n_ctx·d is left
 out (under 5 % at these lengths). Held-out evaluations during training are not training compute
 and are not counted.
 """
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from p2o.losses import MethodSpec
-from p2o.tokenize import TokenizedSplit
+from p2o.model.tokenize import TokenizedSplit
 
 
 @dataclass
@@ -57,7 +57,7 @@ def model_size(model) -> tuple[int, int, int]:
 def training_compute(splits: Sequence[TokenizedSplit], batch_size: int, epochs: int, seed: int,
                      method: MethodSpec, reference_forwards: int = 0) -> Compute:
     """Replay the batch schedule of ``train_preference`` and count its work (see the module)."""
-    from p2o.train import epoch_batches
+    from p2o.training.loop import epoch_batches
 
     c = Compute()
     k = method.inner_steps

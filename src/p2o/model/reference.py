@@ -16,9 +16,9 @@ from tqdm.auto import tqdm
 
 from p2o.config import TokenizeConfig
 from p2o.io import atomic_path
-from p2o.logps import pair_logps, sequence_logps
+from p2o.model.logps import pair_logps, sequence_logps
 from p2o.losses import PairLogps
-from p2o.tokenize import TokenizedSplit, batch_indices, collate_pairs
+from p2o.model.tokenize import TokenizedSplit, batch_indices, collate_pairs
 
 
 @dataclass

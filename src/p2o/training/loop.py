@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_path
-from p2o.logps import pair_logps, pair_logps_with_seq_kl, reference_distribution, sequence_logps
+from p2o.model.logps import pair_logps, pair_logps_with_seq_kl, reference_distribution, sequence_logps
 from p2o.losses import MethodSpec
-from p2o.reference import ReferenceLogps
-from p2o.tokenize import TokenizedSplit, batch_indices, collate_pairs, pad_sequences
+from p2o.model.reference import ReferenceLogps
+from p2o.model.tokenize import TokenizedSplit, batch_indices, collate_pairs, pad_sequences
 
 
 def get_lr(step: int, total_steps: int, warmup_steps: int, peak_lr: float, min_ratio: float = 0.1) -> float:

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from p2o.aggregate import METRIC_LABELS, METRICS
+from p2o.report.aggregate import METRIC_LABELS, METRICS
 
 
 def fmt(mean: float, ci: float, digits: int, bold: bool) -> str:
@@ -28,7 +28,7 @@ def digits_for(metric: str) -> int:
 def method_table(summary: pd.DataFrame, dataset: str, methods: list[str], caption: str, label: str,
                  significant: set[tuple[str, str]] = frozenset()) -> str:
     """One table for one dataset (or 'all'): a row per method, a column per reported metric.
-    ``significant`` holds (method, metric) cells to mark with a dagger (``p2o.significance``)."""
+    ``significant`` holds (method, metric) cells to mark with a dagger (``p2o.report.significance``)."""
     rows = summary[summary["dataset"] == dataset].set_index(["method", "metric"])
     best = {}  # metric -> the methods whose mean is the best (all of them when tied)
     for metric, direction in METRICS.items():
@@ -74,7 +74,7 @@ def significant_cells(sig: pd.DataFrame, dataset: str, baseline: str) -> set[tup
 
 
 def compute_table(runs: pd.DataFrame, methods: list[str], caption: str, label: str) -> str:
-    """What each method's training cost (``p2o.compute``), mean over seeds; FLOPs also relative to
+    """What each method's training cost (``p2o.training.compute``), mean over seeds; FLOPs also relative to
     the first row's."""
     per = runs.groupby("method")[["inner_steps", "optimizer_steps", "forward_passes", "backward_passes",
                                   "flops"]].mean()
@@ -108,7 +108,7 @@ def rm_model_label(model: str) -> str:
 
 def rm_experiment_table(summary: pd.DataFrame, datasets: list[str], models: list[str],
                         label: str = "tab:rm_experiment") -> str:
-    """Reward model versus DPO (``p2o.rm_experiment.summary``): a row per dataset and size N, a
+    """Reward model versus DPO (``p2o.report.rm_experiment.summary``): a row per dataset and size N, a
     column per model with held-out accuracy mean ± 95 % CI over seeds; the higher mean in bold."""
     rows = summary.set_index(["dataset", "size", "model"])
     n_seeds = int(summary["n_seeds"].min()) if len(summary) else 0

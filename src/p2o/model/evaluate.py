@@ -12,7 +12,7 @@ that margins are comparable) the metrics are, over the N pairs of the split:
 - ``eval_logps/chosen``, ``eval_logps/rejected``, ``eval_logps/accuracies`` (log π(y⁺) > log π(y⁻)).
 
 With ``per_pair=True`` the record also holds ``pairs``: each pair's id and margin h(y⁺) − h(y⁻), for
-the paired bootstrap of ``p2o.significance``.
+the paired bootstrap of ``p2o.report.significance``.
 
 Reference log-probs for the rewards are the shared precomputed ones; the reference model is run
 as well because the exact KL needs its full distribution, and the two are checked to agree.
@@ -23,9 +23,9 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from p2o.logps import response_logits, token_kl, token_logps
-from p2o.reference import ReferenceLogps
-from p2o.tokenize import TokenizedSplit, batch_indices, collate_pairs
+from p2o.model.logps import response_logits, token_kl, token_logps
+from p2o.model.reference import ReferenceLogps
+from p2o.model.tokenize import TokenizedSplit, batch_indices, collate_pairs
 
 # Largest tolerated gap between stored and recomputed reference log-probs (per sequence, nats).
 REFERENCE_TOLERANCE = 1e-2

@@ -2,7 +2,7 @@
 
 The reward of a (prompt, response) row is a linear function of the final hidden state at the
 row's last real token, which is the response's last token (its EOS when the response fits):
-rows are right-padded with explicit ``position_ids`` (``p2o.tokenize``), so the token sits at
+rows are right-padded with explicit ``position_ids`` (``p2o.model.tokenize``), so the token sits at
 ``attention_mask.sum() − 1`` and what else is in the batch changes nothing. Chosen and rejected
 rows go through the body in one (2B, T) forward, as the preference losses do.
 
@@ -13,10 +13,10 @@ and the reward model minimises the negative log-likelihood of the observed prefe
 
 (Ouyang et al. 2022, eq. 1, with one comparison per prompt; TRL's ``RewardTrainer`` without
 margin or reward centring). Its held-out accuracy is the fraction of pairs with r_w > r_l
-strictly (a tie is a miss, as for the implicit reward in ``p2o.evaluate``). The head starts as
+strictly (a tie is a miss, as for the implicit reward in ``p2o.model.evaluate``). The head starts as
 N(0, 1/(d + 1)) with no bias, as in Ziegler et al. 2019 (a bias cancels in r_w − r_l).
 
-Training reuses the preference loop's parts (``p2o.train``: AdamW with warm-up and cosine decay,
+Training reuses the preference loop's parts (``p2o.training.loop``: AdamW with warm-up and cosine decay,
 clipping, non-finite steps skipped, resumable checkpoints, tqdm bar plus JSONL records), so the
 reward model and DPO trained on the same pairs differ only in the loss and the model.
 """
@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_dir, read_json, write_json
-from p2o.tokenize import SequenceBatch, TokenizedSplit, batch_indices, collate_pairs
-from p2o.train import Checkpoint, Optimizer, StepLog, autocast, epoch_batches, finite, n_batches
+from p2o.model.tokenize import SequenceBatch, TokenizedSplit, batch_indices, collate_pairs
+from p2o.training.loop import Checkpoint, Optimizer, StepLog, autocast, epoch_batches, finite, n_batches
 
 HEAD_FILE = "reward_head.pt"
 META_FILE = "reward_model.json"
@@ -152,7 +152,7 @@ def train_reward_model(model: RewardModel, splits: Sequence[TokenizedSplit], cfg
 @torch.inference_mode()
 def evaluate_reward_model(model: RewardModel, split: TokenizedSplit, pad_id: int, batch_size: int = 16,
                           device: str = "cpu", progress: bool = True) -> dict:
-    """Held-out metrics of the reward model on one split, named as ``p2o.evaluate``'s."""
+    """Held-out metrics of the reward model on one split, named as ``p2o.model.evaluate``'s."""
     model.eval()
     n = len(split)
     chosen, rejected = torch.zeros(n), torch.zeros(n)

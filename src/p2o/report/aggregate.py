@@ -41,7 +41,7 @@ T_975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.045, 2.042]
 
 
-# Per-run work (p2o.compute), kept in runs.csv for the compute table.
+# Per-run work (p2o.training.compute), kept in runs.csv for the compute table.
 COMPUTE = ("optimizer_steps", "forward_passes", "backward_passes", "flops")
 
 

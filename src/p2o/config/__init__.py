@@ -167,7 +167,7 @@ class ComputeMatchedConfig:
 class RewardExperimentConfig:
     """Reward model versus DPO over training-set sizes (after Shi et al. 2025): for each dataset,
     size N and seed, a Bradley–Terry reward model and ``method`` train on the same first N pairs
-    of the training pool (``p2o.rm_experiment``) and are scored on the held-out split."""
+    of the training pool (``p2o.report.rm_experiment``) and are scored on the held-out split."""
 
     datasets: list[str] | None = None  # datasets run, each on its own (default: every dataset of data.order)
     sizes: list[int] = field(default_factory=lambda: [1000, 2000, 4000, 9000])  # training pairs N (Shi et al.)

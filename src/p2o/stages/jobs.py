@@ -31,7 +31,7 @@ PathLike = str | Path
 def load_split(tokenizer, path: PathLike, dataset: str, tokenize: TokenizeConfig):
     """A prepared split file, tokenised."""
     from p2o.data import read_split
-    from p2o.tokenize import tokenize_pairs
+    from p2o.model.tokenize import tokenize_pairs
 
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} not found; prepare the data first (p2o prepare)")
@@ -75,7 +75,7 @@ def download(ds: DatasetConfig, out_path: PathLike) -> int:
 def init_model(model: ModelConfig, train_splits: Mapping[str, PathLike], out_dir: PathLike, seed: int = 0) -> Path:
     """Base model and tokenizer; ``tiny`` trains its tokenizer on the training text only."""
     from p2o.data import read_split
-    from p2o.models import init_base_model
+    from p2o.model.loading import init_base_model
 
     texts: list[str] = []
     if model.name_or_path == "tiny":
@@ -91,8 +91,8 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
         seed: int, out_dir: PathLike, device: str = "cpu", config: Mapping | None = None) -> dict:
     """SFT on the chosen responses; writes ``out_dir/model``, ``log.jsonl`` and ``summary.json``.
     ``config`` (the whole resolved config) is recorded in the summary's provenance, never read."""
-    from p2o.models import load_model, load_tokenizer, save_model
-    from p2o.train import sft as run_sft
+    from p2o.model.loading import load_model, load_tokenizer, save_model
+    from p2o.training.loop import sft as run_sft
 
     out_dir = Path(out_dir)
     tokenizer, model = load_tokenizer(base_dir), load_model(base_dir, device)
@@ -112,8 +112,8 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
 def reference(model_dir: PathLike, split_path: PathLike, dataset: str, tokenize: TokenizeConfig, batch_size: int,
               out_path: PathLike, device: str = "cpu") -> None:
     """Reference log-probs of one split (chosen, rejected and KTO's mismatched rows)."""
-    from p2o.models import load_model, load_tokenizer
-    from p2o.reference import compute_reference_logps
+    from p2o.model.loading import load_model, load_tokenizer
+    from p2o.model.reference import compute_reference_logps
 
     tokenizer, model = load_tokenizer(model_dir), load_model(model_dir, device)
     split = load_split(tokenizer, split_path, dataset, tokenize)
@@ -135,11 +135,11 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     ``optim.eval_every > 0``, ``eval_splits`` (dataset -> (split file, reference file)) are
     evaluated during training for the held-out curves. ``config`` is recorded, as in ``sft``.
     """
-    from p2o.compute import compute_record, training_compute
-    from p2o.evaluate import evaluate_split
-    from p2o.models import load_model, load_tokenizer, save_model
-    from p2o.reference import ReferenceLogps
-    from p2o.train import train_preference
+    from p2o.training.compute import compute_record, training_compute
+    from p2o.model.evaluate import evaluate_split
+    from p2o.model.loading import load_model, load_tokenizer, save_model
+    from p2o.model.reference import ReferenceLogps
+    from p2o.training.loop import train_preference
 
     out_dir = Path(out_dir)
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
@@ -184,9 +184,9 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, re
              run: Mapping | None = None, config: Mapping | None = None) -> dict:
     """Held-out metrics of ``policy_dir`` on one split against the reference model ``model_dir``;
     ``run`` (method, seed, ...) and ``config`` are recorded with them."""
-    from p2o.evaluate import evaluate_split
-    from p2o.models import load_model, load_tokenizer
-    from p2o.reference import ReferenceLogps
+    from p2o.model.evaluate import evaluate_split
+    from p2o.model.loading import load_model, load_tokenizer
+    from p2o.model.reference import ReferenceLogps
 
     tokenizer = load_tokenizer(model_dir)
     policy, reference_model = load_model(policy_dir, device), load_model(model_dir, device)

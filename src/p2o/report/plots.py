@@ -1,6 +1,6 @@
 """Vector PDF figures from the aggregate tables; one style (colour, line, marker) per method in every figure.
 
-Figures read only the tidy tables of ``p2o.aggregate`` (so restyling never retrains):
+Figures read only the tidy tables of ``p2o.report.aggregate`` (so restyling never retrains):
 
 - ``training_curves``: training loss and reward margin against pairs seen;
 - ``heldout_curves``: held-out accuracy, margin and KL per dataset during training;
@@ -20,9 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from p2o.aggregate import METRIC_LABELS, METRICS  # noqa: E402
+from p2o.report.aggregate import METRIC_LABELS, METRICS  # noqa: E402
 from p2o.io import atomic_path  # noqa: E402
-from p2o.tables import latex_name  # noqa: E402
+from p2o.report.tables import latex_name  # noqa: E402
 
 PALETTE = plt.get_cmap("tab10").colors
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p"]
@@ -50,7 +50,7 @@ def method_styles(methods: list[str]) -> dict[str, dict]:
 
 
 def display_name(method: str) -> str:
-    """The tables' name of a method (``p2o.tables.latex_name``), as matplotlib's mathtext reads it."""
+    """The tables' name of a method (``p2o.report.tables.latex_name``), as matplotlib's mathtext reads it."""
     return latex_name(method).replace("\\_", "_")
 
 
@@ -181,7 +181,7 @@ def rm_model_name(model: str) -> str:
 
 def rm_vs_dpo(summary: pd.DataFrame, datasets: list[str], models: list[str], path) -> None:
     """Held-out accuracy against training pairs N (log scale), one panel per dataset, mean ± 95 %
-    CI over seeds as a band cut to [0, 1] (``p2o.rm_experiment.summary``)."""
+    CI over seeds as a band cut to [0, 1] (``p2o.report.rm_experiment.summary``)."""
     styles = rm_model_styles(models)
     fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 3.0), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):

@@ -200,7 +200,7 @@ def kl_penalty(policy: PairLogps, reference: PairLogps, kl_estimator: str) -> Te
     m = token-mean log-ratio over both responses. ``k3``: e^{−m} − 1 + m (Schulman's k3 applied
     to m; non-negative, zero with zero gradient at π = π_ref). ``logratio``: m itself, the plain
     Monte-Carlo estimate, unbiased only for responses sampled from π (ours come from the data).
-    Evaluation reports the exact token-level KL instead (p2o.evaluate).
+    Evaluation reports the exact token-level KL instead (p2o.model.evaluate).
     """
     n_c, n_r = policy.chosen_tokens, policy.rejected_tokens
     m = (n_c * (policy.chosen_mean - reference.chosen_mean)
@@ -608,7 +608,7 @@ def tdpo_loss(policy: PairLogps, reference: PairLogps, seq_kl: tuple[Tensor, Ten
     """−log σ(u − α(β·D(y⁻) − g(β·D(y⁺)))), u = h(y⁺) − h(y⁻); g = stop-gradient or identity."""
     if seq_kl is None:
         raise ValueError("TDPO needs seq_kl = (D_SeqKL(y⁺), D_SeqKL(y⁻)), the summed token-level "
-                         "KL(π_ref ‖ π) of each response (p2o.logps.pair_logps_with_seq_kl)")
+                         "KL(π_ref ‖ π) of each response (p2o.model.logps.pair_logps_with_seq_kl)")
     kl_chosen, kl_rejected = seq_kl
     h_chosen, h_rejected, u = dpo_margin(policy, reference, beta)
     kl_chosen_term = kl_chosen.detach() if stop_chosen_kl else kl_chosen
@@ -633,7 +633,7 @@ def tdpo1(policy: PairLogps, reference: PairLogps, *, beta: float = 0.1,
     https://github.com/Vance0124/Token-level-Direct-Preference-Optimization, ``trainers.py``
     (``tdpo_loss`` with ``if_tdpo2=False``: ``-logsigmoid(beta * (margin + kl_w - kl_l))``). Equation
     numbers were not checked. D_SeqKL(x, y; π_ref ‖ π) = Σ_t KL(π_ref(·|x, y_<t) ‖ π(·|x, y_<t)) over the
-    full vocabulary at every response position (``seq_kl``, from ``p2o.logps.pair_logps_with_seq_kl``,
+    full vocabulary at every response position (``seq_kl``, from ``p2o.model.logps.pair_logps_with_seq_kl``,
     which runs the reference model inside the step); it carries the policy's gradient. The log-ratios in
     u use the shared precomputed reference log-probs, like DPO (the authors' code takes them from the
     same in-step reference forward: the same numbers up to padding and rounding). Paper/code default
