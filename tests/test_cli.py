@@ -8,7 +8,7 @@ import math
 import pytest
 import yaml
 
-from conftest import require_shared
+from conftest import REPO, require_shared
 from p2o.cli import main
 from p2o.io import read_json
 from p2o.losses import LOSSES
@@ -142,3 +142,30 @@ def test_real_hh_rows_end_to_end(shared_data, tmp_path):
         assert r["n_pairs"] == 8 and r["eval_kl/token_mean"] > 0
     manifest = read_json(tmp_path / "results" / "data" / "hh" / "manifest.json")
     assert manifest["rows"] == 2354 and manifest["pairs"] == 2339
+
+
+class _StopAfterDemoData(Exception):
+    """Raised in place of ``prepare``: ``p2o demo`` has decided which demo files to write by then."""
+
+
+def _stop(args, cfg):
+    raise _StopAfterDemoData
+
+
+@pytest.mark.parametrize("configs, written", [
+    (["config/config.yaml"], []),  # hub ids (Anthropic/hh-rlhf, stanfordnlp/SHP, ...): no demo data
+    (["config/config.yaml", "config/demo.yaml"], ["results/demo/raw/hh.jsonl", "results/demo/raw/shp.jsonl",
+                                                  "results/demo/raw/ultrafeedback.jsonl"]),
+])
+def test_demo_writes_demo_data_only_for_missing_demo_files(tmp_path, monkeypatch, configs, written):
+    """``p2o demo`` once wrote the demo files beside any missing source, a hub id included: the paper's
+    ``stanfordnlp/SHP`` left a ``stanfordnlp/`` folder of demo rows in the working directory. It writes
+    them only where every missing source is a local path named like a demo file."""
+    import p2o.cli
+
+    monkeypatch.setattr(p2o.cli, "cmd_prepare", _stop)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(_StopAfterDemoData):
+        run("demo", *[a for c in configs for a in ("-c", REPO / c)], "--workdir", "runs", "--device", "cpu",
+            "--n-prompts", 20)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == written
