@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from p2o.report.aggregate import collect_curves, collect_metrics, collect_runs, overall, summarise, t_quantile
+from p2o.report.names import display_name, latex_name
 from p2o.report.paper import findings_tex, numbers_tex, setup_tex
-from p2o.report.plots import (KNOWN, display_name, error_bar, final_metrics, heldout_curves, method_styles, tradeoff,
-                       training_curves)
-from p2o.report.tables import compute_table, latex_name, method_table, significant_cells, table_csv
+from p2o.report.plots import error_bar, final_metrics, heldout_curves, tradeoff, training_curves
+from p2o.report.styles import KNOWN, method_styles
+from p2o.report.tables import compute_table, method_table, significant_cells, table_csv
 
 ACC, MARGIN, KL = "eval_rewards/accuracies", "eval_rewards/margins", "eval_kl/token_mean"
 

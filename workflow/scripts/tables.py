@@ -2,7 +2,8 @@ import pandas as pd
 
 from _common import log_to
 from p2o.io import atomic_path, write_text
-from p2o.report.tables import compute_table, latex_name, method_table, significant_cells, table_csv
+from p2o.report.names import latex_name
+from p2o.report.tables import compute_table, method_table, significant_cells, table_csv
 
 log_to(snakemake)
 p, out = snakemake.params, snakemake.output

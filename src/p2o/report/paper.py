@@ -15,7 +15,7 @@ import math
 import pandas as pd
 
 from p2o.report.aggregate import METRICS
-from p2o.report.tables import latex_name
+from p2o.report.names import latex_name
 
 SHORT = {"eval_rewards/accuracies": "acc", "eval_rewards/margins": "margin", "eval_kl/token_mean": "kl"}
 

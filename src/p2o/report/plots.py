@@ -1,4 +1,5 @@
-"""Vector PDF figures from the aggregate tables; one style (colour, line, marker) per method in every figure.
+"""Vector PDF figures from the aggregate tables; one style (colour, line, marker) per method in every figure
+(``p2o.report.styles``), under the tables' names (``p2o.report.names``).
 
 Figures read only the tidy tables of ``p2o.report.aggregate`` (so restyling never retrains):
 
@@ -10,8 +11,6 @@ Figures read only the tidy tables of ``p2o.report.aggregate`` (so restyling neve
 
 from __future__ import annotations
 
-import itertools
-
 import matplotlib
 
 matplotlib.use("agg")  # non-interactive: figures are files
@@ -20,38 +19,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from p2o.report.aggregate import METRIC_LABELS, METRICS  # noqa: E402
 from p2o.io import atomic_path  # noqa: E402
-from p2o.report.tables import latex_name  # noqa: E402
+from p2o.report.aggregate import METRIC_LABELS, METRICS  # noqa: E402
+from p2o.report.names import display_name, rm_model_name  # noqa: E402
+from p2o.report.styles import method_styles, rm_model_styles  # noqa: E402
 
-PALETTE = plt.get_cmap("tab10").colors
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p"]
-LINESTYLES = ["-", "--", ":"]
-HATCHES = ["", "////", "...."]  # bars' counterpart of the line styles
-# Fixed slots (the paper's methods, in config.yaml's order), so a method keeps its look as others
-# are added or dropped; methods not listed take the free slots after these, in the order given.
-KNOWN = ["dpo", "ipo", "kto", "p2o", "pkto", "cdpo", "robust_dpo", "hinge", "rdpo", "simpo", "orpo", "slpo",
-         "tdpo1", "tdpo2"]
 LEGEND_COLUMNS = 7
 # Where a metric's values can lie: error bars (mean ± CI, wide with few seeds) are cut to it.
 METRIC_RANGES = {"eval_rewards/accuracies": (0.0, 1.0), "eval_kl/token_mean": (0.0, np.inf)}
-
-
-def method_styles(methods: list[str]) -> dict[str, dict]:
-    """Colour, marker and line style (hatch for bars) of each method. Slot k takes colour k mod 10,
-    line style k div 10 (so the first 30 slots differ in colour or line) and marker k mod 12."""
-    styles, free = {}, itertools.count(len(KNOWN))
-    for m in methods:
-        slot = KNOWN.index(m) if m in KNOWN else next(free)
-        variant = (slot // len(PALETTE)) % len(LINESTYLES)
-        styles[m] = {"color": PALETTE[slot % len(PALETTE)], "marker": MARKERS[slot % len(MARKERS)],
-                     "linestyle": LINESTYLES[variant], "hatch": HATCHES[variant]}
-    return styles
-
-
-def display_name(method: str) -> str:
-    """The tables' name of a method (``p2o.report.tables.latex_name``), as matplotlib's mathtext reads it."""
-    return latex_name(method).replace("\\_", "_")
 
 
 def error_bar(mean, ci, metric: str) -> np.ndarray:
@@ -166,17 +141,6 @@ def tradeoff(summary: pd.DataFrame, methods: list[str], datasets: list[str], pat
         ax.set_ylabel(METRIC_LABELS[acc])
     legend_above(fig, axes[0, 0])
     save(fig, path)
-
-
-def rm_model_styles(models: list[str]) -> dict[str, dict]:
-    """The reward model ("rm") in black with squares; policies keep their method's colour and marker."""
-    styles = method_styles([m for m in models if m != "rm"])
-    rm = {"color": "black", "marker": "s", "linestyle": "-", "hatch": ""}
-    return {m: styles[m] if m in styles else rm for m in models}
-
-
-def rm_model_name(model: str) -> str:
-    return "Reward model" if model == "rm" else f"{display_name(model)} (implicit reward)"
 
 
 def rm_vs_dpo(summary: pd.DataFrame, datasets: list[str], models: list[str], path) -> None:

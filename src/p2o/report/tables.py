@@ -12,6 +12,7 @@ import math
 import pandas as pd
 
 from p2o.report.aggregate import METRIC_LABELS, METRICS
+from p2o.report.names import latex_name, rm_model_label
 
 
 def fmt(mean: float, ci: float, digits: int, bold: bool) -> str:
@@ -55,18 +56,6 @@ def method_table(summary: pd.DataFrame, dataset: str, methods: list[str], captio
     return "\n".join(lines)
 
 
-def latex_name(method: str) -> str:
-    """Display name of a method as in the papers; a compute-matched rerun ``dpo_k3`` is
-    ``DPO ($K$=3)``."""
-    base, _, k = method.rpartition("_k")
-    if base and k.isdigit():
-        return f"{latex_name(base)} ($K$={k})"
-    names = {"p2o": "P$^2$O", "pkto": "PKTO", "cdpo": "cDPO", "robust_dpo": "rDPO", "hinge": "Hinge",
-             "rdpo": "R-DPO", "simpo": "SimPO", "orpo": "ORPO", "slpo": "SLPO", "tdpo1": "TDPO$_1$",
-             "tdpo2": "TDPO$_2$"}
-    return names.get(method, method.upper().replace("_", "\\_"))
-
-
 def significant_cells(sig: pd.DataFrame, dataset: str, baseline: str) -> set[tuple[str, str]]:
     """(method, metric) pairs whose gap to ``baseline`` on ``dataset`` is significant."""
     rows = sig[(sig["dataset"] == dataset) & (sig["baseline"] == baseline) & sig["significant"].astype(bool)]
@@ -99,11 +88,6 @@ def table_csv(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     wide = rows.pivot(index="method", columns="metric", values=["mean", "ci95"])
     wide.columns = [f"{metric}:{stat}" for stat, metric in wide.columns]
     return wide.reset_index()
-
-
-def rm_model_label(model: str) -> str:
-    """Column name of a model in the reward-model experiment's table."""
-    return "Reward model" if model == "rm" else f"{latex_name(model)} (implicit)"
 
 
 def rm_experiment_table(summary: pd.DataFrame, datasets: list[str], models: list[str],
