@@ -1,25 +1,25 @@
-"""SFT (which makes the reference model) and preference training, in loops you can read at once.
+"""One loop skeleton for every trainer: optimizer, schedule, checkpoint, step log, non-finite steps.
 
-Both loops visit the datasets in config order within every epoch (HH → SHP → UF in the paper)
-and never mix datasets in a batch. AdamW with linear warm-up then cosine decay to 10 % of the
-peak, gradient clipping, seeded batch order. The trust-region methods (P²O, PKTO) take K
-optimizer steps on each batch against a snapshot of the policy taken at the batch's first inner
-step; the snapshot's log-probs are that step's own forward, detached, so it costs no extra
-forward. TDPO (``needs_reference_model``) also runs the frozen reference model once per batch, for
-its full next-token distributions at the response positions; every other method reads only the
-precomputed reference log-probs. Every optimizer step shows on a tqdm bar and, every
-``log_every`` steps, as one JSONL record: loss, metrics, grad norm, learning rate, tokens/s.
+``train_loop`` visits the datasets in config order within every epoch (HH → SHP → UF in the paper),
+never mixing datasets in a batch, in a seeded order (``p2o.training.schedule``). A trainer gives it one
+function, ``batch_steps(split, index)``, a generator that yields one ``StepOutput`` (loss, metrics,
+tokens) per optimizer step on that batch: once for SFT and the reward model, K times for a method with
+K inner steps. The loop does everything else: AdamW with linear warm-up then cosine decay to 10 % of the
+peak, gradient clipping, skipping (and counting) non-finite steps, a resumable checkpoint every
+``checkpoint_every`` optimizer steps at batch ends, held-out evaluation every ``eval_every`` steps, and
+a tqdm bar plus, every ``log_every`` steps, one JSONL record: loss, metrics, grad norm, learning rate,
+tokens/s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,32 +27,8 @@ from tqdm.auto import tqdm
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_path
-from p2o.model.logps import pair_logps, pair_logps_with_seq_kl, reference_distribution, sequence_logps
-from p2o.losses import MethodSpec
-from p2o.model.reference import ReferenceLogps
-from p2o.model.tokenize import TokenizedSplit, batch_indices, collate_pairs, pad_sequences
-
-
-def get_lr(step: int, total_steps: int, warmup_steps: int, peak_lr: float, min_ratio: float = 0.1) -> float:
-    """Linear warm-up to ``peak_lr``, then cosine decay to ``min_ratio · peak_lr``."""
-    if step < warmup_steps:
-        return peak_lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return peak_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def epoch_batches(splits: Sequence[TokenizedSplit], batch_size: int, epochs: int,
-                  seed: int) -> Iterator[tuple[int, TokenizedSplit, list[int]]]:
-    """(epoch, split, row indices) in training order: datasets in sequence, batches shuffled."""
-    for epoch in range(epochs):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        for split in splits:
-            for index in batch_indices(split, batch_size, generator):
-                yield epoch, split, index
-
-
-def n_batches(splits: Sequence[TokenizedSplit], batch_size: int) -> int:
-    return sum(math.ceil(len(s) / batch_size) for s in splits)
+from p2o.model.tokenize import TokenizedSplit
+from p2o.training.schedule import epoch_batches, get_lr, n_batches
 
 
 def autocast(cfg: OptimConfig, device: str):
@@ -190,140 +166,51 @@ class StepLog:
         self.bar.close()
 
 
-def sft(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, pad_id: int,
-        log: JsonlLog | None = None, device: str = "cpu", checkpoint: str | Path | None = None) -> dict:
-    """Supervised fine-tuning on the chosen responses: L = −(Σ log π(y⁺ | x)) / (Σ |y⁺|) per batch.
+@dataclass
+class StepOutput:
+    """What one optimizer step of a trainer computed: the loss, its detached metrics, the real tokens
+    it read, and ``tags`` recorded before the loss (e.g. the inner step)."""
 
-    As in Rafailov et al. 2023 (§6), the SFT model is the reference π_ref of every method.
+    loss: torch.Tensor
+    tokens: int
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    tags: dict = field(default_factory=dict)
+
+
+BatchSteps = Callable[[TokenizedSplit, list[int]], Iterator[StepOutput]]
+
+
+def train_loop(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, batch_steps: BatchSteps, *,
+               run: dict, desc: str, steps_per_batch: int = 1, section: str = "train", log: JsonlLog | None = None,
+               checkpoint: str | Path | None = None, evaluate: Callable[[int], None] | None = None) -> dict:
+    """Train ``model`` on ``splits``: ``batch_steps`` yields ``steps_per_batch`` steps per batch, each
+    followed by one optimizer step (so the next yield sees the updated weights).
+
+    ``run`` identifies the job in its checkpoint; ``evaluate(step)``, if given, runs at step 0 (unless
+    resumed), every ``cfg.eval_every`` optimizer steps and at the end. Returns the step and skip counts
+    and the last step's record.
     """
-    torch.manual_seed(seed)
-    model.train(cfg.dropout)
-    total = cfg.epochs * n_batches(splits, cfg.batch_size)
-    opt, steps = Optimizer(model, cfg, total, "sft"), StepLog(log, total, "sft", cfg.log_every)
-    ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log, {"job": "sft", "seed": seed, "total": total})
+    total = cfg.epochs * n_batches(splits, cfg.batch_size) * steps_per_batch
+    opt, steps = Optimizer(model, cfg, total, section), StepLog(log, total, desc, cfg.log_every)
+    ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log, {**run, "seed": seed, "total": total})
     done = ckpt.restore()
     steps.resume_at(opt.steps)
-    record = {}
-    batches = epoch_batches(splits, cfg.batch_size, cfg.epochs, seed)
-    for n, (epoch, split, index) in enumerate(itertools.islice(batches, done, None), start=done + 1):
-        batch = pad_sequences([split.prompt[i] for i in index], [split.chosen[i] for i in index], pad_id).to(device)
-        with autocast(cfg, device):
-            sums, counts = sequence_logps(model, batch)
-        loss = -sums.sum() / counts.sum()
-        grad_norm, lr, skipped = opt.step(loss)
-        record = finite({"epoch": epoch, "dataset": split.dataset, "loss": loss.item(), "grad_norm": grad_norm,
-                         "lr": lr, "skipped": skipped})
-        steps.step(opt.steps, batch.n_tokens, dict(record))
-        ckpt.after_batch(n)
-    steps.close()
-    ckpt.finish()
-    return {"steps": opt.steps, "nonfinite_skipped": opt.skipped, **record}
-
-
-REFERENCE_GAP_MAX = 0.5  # nats per token: far above bf16 rounding, far below SFT-vs-base differences
-
-
-def reference_gap(in_step, precomputed) -> torch.Tensor:
-    """Mean |log π_ref(y) − precomputed log π_ref(y)| per response token over the batch's 2B responses.
-
-    Raises if it exceeds ``REFERENCE_GAP_MAX``: the reference model is not the one the precomputed
-    log-probs came from (say, the base model instead of the SFT model).
-    """
-    diff = torch.cat((in_step.chosen - precomputed.chosen, in_step.rejected - precomputed.rejected)).abs()
-    tokens = torch.cat((in_step.chosen_tokens, in_step.rejected_tokens))
-    gap = (diff.sum() / tokens.sum().clamp(min=1)).detach()
-    if not gap <= REFERENCE_GAP_MAX:
-        raise ValueError(f"the reference model's log-probs differ from the precomputed reference log-probs "
-                         f"by {gap.item():.3g} nats per token (> {REFERENCE_GAP_MAX}): pass the SFT model "
-                         f"that `p2o reference` used as reference_model")
-    return gap
-
-
-def train_preference(
-    model,
-    splits: Sequence[TokenizedSplit],
-    references: dict[str, ReferenceLogps],
-    method: MethodSpec,
-    cfg: OptimConfig,
-    seed: int,
-    pad_id: int,
-    log: JsonlLog | None = None,
-    device: str = "cpu",
-    evaluator: Callable[[object], dict[str, dict]] | None = None,
-    checkpoint: str | Path | None = None,
-    reference_model=None,
-) -> dict:
-    """Train ``model`` with ``method`` on ``splits`` against the precomputed reference log-probs.
-
-    ``evaluator(model) -> {split: metrics}``, if given, runs every ``cfg.eval_every`` optimizer
-    steps and at the end; its records go to the same log with ``kind = "eval"``.
-
-    ``reference_model`` is read only by methods whose loss ``needs_reference_model`` (TDPO): the
-    frozen SFT model, the one the precomputed reference log-probs came from; it is put in eval mode
-    with gradients off. If it is None such a method uses a copy of ``model`` taken on entry, before
-    any checkpoint is restored, which is right because ``model`` enters as the SFT model. Every batch
-    checks the in-step reference against the precomputed log-probs (``reference/logp_gap``, mean
-    absolute difference per response token, logged) and stops above ``REFERENCE_GAP_MAX``. The
-    reference runs one forward (no gradient) per batch, whatever ``method.inner_steps``.
-    """
-    torch.manual_seed(seed)
-    if method.needs_reference_model:
-        reference_model = copy.deepcopy(model) if reference_model is None else reference_model
-        reference_model.eval().requires_grad_(False)
-    model.train(cfg.dropout)
-    total = cfg.epochs * n_batches(splits, cfg.batch_size) * method.inner_steps
-    opt, steps = Optimizer(model, cfg, total), StepLog(log, total, f"train {method.name}", cfg.log_every)
+    if evaluate is not None and not done:
+        evaluate(opt.steps)  # step 0: before any update
     record: dict = {}
-
-    def run_eval() -> None:
-        if evaluator is None or log is None:
-            return
-        model.eval()
-        for split_name, metrics in evaluator(model).items():
-            log.write({"kind": "eval", "step": opt.steps, "dataset": split_name, **metrics})
-        model.train(cfg.dropout)
-
-    ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log,
-                      {"job": "train", "method": method.name, "seed": seed, "total": total})
-    done = ckpt.restore()
-    steps.resume_at(opt.steps)
-    if not done:
-        run_eval()  # step 0: the policy equals the reference
     batches = epoch_batches(splits, cfg.batch_size, cfg.epochs, seed)
     for n, (epoch, split, index) in enumerate(itertools.islice(batches, done, None), start=done + 1):
-        batch = collate_pairs(split, index, pad_id, with_kl=method.needs_kl_rows).to(device)
-        ref = references[split.dataset]
-        reference = ref.pairs(batch.index).to(device)
-        reference_kl = ref.kl[batch.index].to(device)
-        snapshot = policy_kl = seq_kl = reference_dist = None
-        for inner in range(method.inner_steps):
-            with autocast(cfg, device):
-                if method.needs_reference_model:  # the one policy forward; the reference's once per batch
-                    if reference_dist is None:
-                        reference_dist = reference_distribution(reference_model, batch)
-                        gap = reference_gap(reference_dist.pair_logps, reference)
-                    policy, seq_kl, _ = pair_logps_with_seq_kl(model, reference_dist, batch)
-                else:
-                    policy = pair_logps(model, batch)  # (B,) fields; one forward for chosen + rejected
-                if method.uses_snapshot and snapshot is None:
-                    snapshot = policy.detach()  # at the first inner step the policy *is* the snapshot
-                if method.needs_kl_rows and policy_kl is None:
-                    with torch.no_grad():  # KTO's z0 carries no gradient; estimated once per batch
-                        policy_kl, _ = sequence_logps(model, batch.kl)
-            loss, metrics = method(policy, reference, snapshot, policy_kl, reference_kl, seq_kl)
-            if method.needs_reference_model:
-                metrics["reference/logp_gap"] = gap
-            grad_norm, lr, skipped = opt.step(loss)
-            record = finite({"epoch": epoch, "dataset": split.dataset, "inner_step": inner, "loss": loss.item(),
-                             **{k: v.item() for k, v in metrics.items()}, "grad_norm": grad_norm, "lr": lr,
+        for out in batch_steps(split, index):
+            grad_norm, lr, skipped = opt.step(out.loss)
+            record = finite({"epoch": epoch, "dataset": split.dataset, **out.tags, "loss": out.loss.item(),
+                             **{k: v.item() for k, v in out.metrics.items()}, "grad_norm": grad_norm, "lr": lr,
                              "skipped": skipped})
-            tokens = batch.pairs.n_tokens + (batch.kl.n_tokens if batch.kl is not None and inner == 0 else 0)
-            steps.step(opt.steps, tokens, dict(record))
-            if cfg.eval_every and opt.steps % cfg.eval_every == 0 and opt.steps < total:
-                run_eval()
+            steps.step(opt.steps, out.tokens, dict(record))
+            if evaluate is not None and cfg.eval_every and opt.steps % cfg.eval_every == 0 and opt.steps < total:
+                evaluate(opt.steps)
         ckpt.after_batch(n)
     steps.close()
-    run_eval()
+    if evaluate is not None:
+        evaluate(opt.steps)
     ckpt.finish()
     return {"steps": opt.steps, "nonfinite_skipped": opt.skipped, **record}
-
