@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO
 from p2o.report.aggregate import collect_curves, collect_metrics, collect_runs, overall, summarise, t_quantile
 from p2o.report.names import display_name, latex_name
 from p2o.report.paper import findings_tex, numbers_tex, setup_tex
@@ -98,13 +100,13 @@ def test_findings_follow_the_numbers_and_need_three_seeds_for_a_verdict():
     assert "with 2 seeds this gap is not tested" in findings_tex(two_seeds, ["dpo", "p2o"], ["hh"])
 
 
-def test_numbers_define_a_macro_per_result():
-    summary = summarise(metrics_frame(VALUES))
-    runs = pd.DataFrame({"method": ["dpo", "p2o"], "seed": [0, 0], "wall_s": [60.0, 120.0]})
-    manifests = {"hh": {"splits": {"train": {"n": 400}, "eval": {"n": 100}}}}
-    tex = numbers_tex(summary, runs, manifests)
-    assert "\\@namedef{res@p2o@hh@acc}{0.910}" in tex
-    assert "\\newcommand{\\nTrainPairs}{400}" in tex and "\\newcommand{\\totalTrainMinutes}{3.0}" in tex
+def test_numbers_define_only_macros_the_paper_uses():
+    runs = pd.DataFrame({"method": ["dpo", "dpo", "p2o"], "seed": [0, 1, 0], "wall_s": [60.0, 60.0, 120.0]})
+    tex = numbers_tex(runs)
+    assert "\\newcommand{\\nSeeds}{1}" in tex and "\\newcommand{\\totalTrainMinutes}{4.0}" in tex
+    defined = re.findall(r"\\newcommand\{\\(\w+)\}", tex)
+    main_tex = (REPO / "paper" / "main.tex").read_text()
+    assert defined and [m for m in defined if not re.search(rf"\\{m}(?![A-Za-z])", main_tex)] == []
 
 
 def test_collectors_read_the_runs_files(tmp_path):
