@@ -22,40 +22,11 @@ import sys
 from pathlib import Path
 
 from p2o.stages import jobs
+from p2o.stages.layout import Layout
 from p2o.config import Config, ConfigError, load_config
 from p2o.training.loop import NonFiniteLossError
 
 PARTS = ("train", "eval")
-
-
-class Paths:
-    """The results layout under one work folder."""
-
-    def __init__(self, workdir: str | Path):
-        self.root = Path(workdir)
-
-    def data(self, dataset: str) -> Path:
-        return self.root / "data" / dataset
-
-    def split(self, dataset: str, part: str) -> Path:
-        return self.data(dataset) / f"{part}.jsonl"
-
-    @property
-    def base(self) -> Path:
-        return self.root / "base"
-
-    @property
-    def sft(self) -> Path:
-        return self.root / "sft"
-
-    def reference(self, dataset: str, part: str) -> Path:
-        return self.root / "reference" / f"{dataset}_{part}.pt"
-
-    def train(self, method: str, seed: int) -> Path:
-        return self.root / "train" / method / f"seed{seed}"
-
-    def evaluate(self, method: str, seed: int, dataset: str) -> Path:
-        return self.root / "evaluate" / method / f"seed{seed}" / f"{dataset}.json"
 
 
 # --------------------------------------------------------------------------- commands
@@ -67,13 +38,13 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def train_splits(paths: Paths, cfg: Config, part: str = "train") -> dict[str, Path]:
+def train_splits(layout: Layout, cfg: Config, part: str = "train") -> dict[str, str]:
     """dataset -> split file, in training order."""
-    return {name: paths.split(name, part) for name in cfg.data.names}
+    return {name: layout.split(name, part) for name in cfg.data.names}
 
 
-def reference_file(paths: Paths, ref_dir: str | None, dataset: str, part: str) -> Path:
-    return Path(ref_dir) / f"{dataset}_{part}.pt" if ref_dir else paths.reference(dataset, part)
+def reference_file(layout: Layout, ref_dir: str | None, dataset: str, part: str) -> Path | str:
+    return Path(ref_dir) / f"{dataset}_{part}.pt" if ref_dir else layout.reference(dataset, part)
 
 
 def cmd_demo_data(args, cfg: Config | None = None) -> None:
@@ -86,7 +57,7 @@ def cmd_demo_data(args, cfg: Config | None = None) -> None:
 def cmd_prepare(args, cfg: Config) -> None:
     from p2o.data import prepare_dataset
 
-    paths = Paths(args.workdir)
+    layout = Layout(args.workdir)
     names = args.dataset or cfg.data.names
     if args.out and len(names) != 1:
         raise ConfigError("--out needs exactly one --dataset")
@@ -94,50 +65,50 @@ def cmd_prepare(args, cfg: Config) -> None:
         if name not in cfg.data.datasets:
             raise ConfigError(f"dataset {name!r} is not in config key 'data.datasets' ({sorted(cfg.data.datasets)})")
         prepare_dataset(name, cfg.data.datasets[name], cfg.data.n_train, cfg.data.n_eval, cfg.data.split_salt,
-                        args.out or paths.data(name))
+                        args.out or layout.data(name))
 
 
 def cmd_init(args, cfg: Config) -> None:
-    paths = Paths(args.workdir)
-    jobs.init_model(cfg.model, train_splits(paths, cfg), args.out or paths.base, seed=args.seed)
+    layout = Layout(args.workdir)
+    jobs.init_model(cfg.model, train_splits(layout, cfg), args.out or layout.base, seed=args.seed)
 
 
 def cmd_sft(args, cfg: Config) -> None:
-    paths = Paths(args.workdir)
-    jobs.sft(args.base or paths.base, train_splits(paths, cfg), cfg.tokenize, cfg.sft, args.seed,
-             args.out or paths.sft, args.device, config=cfg.to_dict())
+    layout = Layout(args.workdir)
+    jobs.sft(args.base or layout.base, train_splits(layout, cfg), cfg.tokenize, cfg.sft, args.seed,
+             args.out or layout.sft.dir, args.device, config=cfg.to_dict())
 
 
 def cmd_reference(args, cfg: Config) -> None:
-    paths = Paths(args.workdir)
+    layout = Layout(args.workdir)
     for target in args.split or [f"{n}_{p}" for n in cfg.data.names for p in PARTS]:
         name, _, part = target.rpartition("_")
         if part not in PARTS or name not in cfg.data.datasets:
             raise ConfigError(f"--split {target!r}: expected <dataset>_<train|eval> with a dataset from data.datasets")
-        jobs.reference(args.model or paths.sft / "model", paths.split(name, part), name, cfg.tokenize,
-                       cfg.evaluate.batch_size, reference_file(paths, args.out, name, part), args.device)
+        jobs.reference(args.model or layout.sft.model, layout.split(name, part), name, cfg.tokenize,
+                       cfg.evaluate.batch_size, reference_file(layout, args.out, name, part), args.device)
 
 
 def cmd_train(args, cfg: Config) -> None:
-    paths = Paths(args.workdir)
-    eval_splits = {n: (paths.split(n, "eval"), reference_file(paths, args.reference, n, "eval"))
+    layout = Layout(args.workdir)
+    eval_splits = {n: (layout.split(n, "eval"), reference_file(layout, args.reference, n, "eval"))
                    for n in cfg.data.names}
-    jobs.train(args.model or paths.sft / "model", train_splits(paths, cfg),
-               {n: reference_file(paths, args.reference, n, "train") for n in cfg.data.names},
+    jobs.train(args.model or layout.sft.model, train_splits(layout, cfg),
+               {n: reference_file(layout, args.reference, n, "train") for n in cfg.data.names},
                cfg.method(args.method), cfg.train, cfg.tokenize, args.seed,
-               args.out or paths.train(args.method, args.seed), args.device, eval_splits, cfg.evaluate,
+               args.out or layout.train(args.method, args.seed).dir, args.device, eval_splits, cfg.evaluate,
                config=cfg.to_dict())
 
 
 def cmd_evaluate(args, cfg: Config) -> None:
-    paths = Paths(args.workdir)
+    layout = Layout(args.workdir)
     if args.policy is None and args.method is None:
         raise ConfigError("evaluate needs --method (with --seed) or --policy <model folder>")
-    policy_dir = Path(args.policy or paths.train(args.method, args.seed) / "model")
+    policy_dir = Path(args.policy or layout.train(args.method, args.seed).model)
     for name in args.dataset or cfg.data.names:
-        out = Path(args.out) / f"{name}.json" if args.out else paths.evaluate(args.method or "policy", args.seed, name)
-        jobs.evaluate(policy_dir, args.model or paths.sft / "model", paths.split(name, "eval"),
-                      reference_file(paths, args.reference, name, "eval"), name, cfg.tokenize, cfg.evaluate, out,
+        out = Path(args.out) / f"{name}.json" if args.out else layout.evaluate(args.method or "policy", args.seed, name)
+        jobs.evaluate(policy_dir, args.model or layout.sft.model, layout.split(name, "eval"),
+                      reference_file(layout, args.reference, name, "eval"), name, cfg.tokenize, cfg.evaluate, out,
                       args.device, run={"method": args.method, "seed": args.seed}, config=cfg.to_dict())
 
 
@@ -146,7 +117,7 @@ def cmd_demo(args, cfg: Config) -> None:
     from p2o.data.demo import DEMO_FILES
     from p2o.data.sources import looks_local
 
-    paths = Paths(args.workdir)
+    layout = Layout(args.workdir)
     missing = [Path(cfg.data.datasets[n].source) for n in cfg.data.names
                if looks_local(cfg.data.datasets[n].source) and not Path(cfg.data.datasets[n].source).exists()]
     demo_names = set(DEMO_FILES.values())
@@ -162,17 +133,17 @@ def cmd_demo(args, cfg: Config) -> None:
             run = argparse.Namespace(**{**ns, "method": method, "seed": seed})
             cmd_train(run, cfg)
             cmd_evaluate(run, cfg)
-    print(summary_table(paths, cfg, methods))
+    print(summary_table(layout, cfg, methods))
 
 
-def summary_table(paths: Paths, cfg: Config, methods: list[str]) -> str:
+def summary_table(layout: Layout, cfg: Config, methods: list[str]) -> str:
     from p2o.io import read_json
 
     lines = [f"{'method':<8} {'seed':>4} {'dataset':<8} {'accuracy':>9} {'margin':>9} {'KL/token':>9}"]
     for method in methods:
         for seed in cfg.seeds:
             for name in cfg.data.names:
-                r = read_json(paths.evaluate(method, seed, name))
+                r = read_json(layout.evaluate(method, seed, name))
                 lines.append(f"{method:<8} {seed:>4} {name:<8} {r['eval_rewards/accuracies']:>9.3f} "
                              f"{r['eval_rewards/margins']:>9.3f} {r['eval_kl/token_mean']:>9.4f}")
     return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""The results layout: where every stage reads and writes, under one root folder.
+
+One place names the paths, for the workflow's rules (root ``results``) and for the ``p2o`` command
+line (root ``--workdir``, default ``runs``)::
+
+    raw/{dataset}.jsonl                              download
+    data/{dataset}/{train,eval}.jsonl, manifest.json  prepare
+    base/                                            init_model
+    sft/{model/, log.jsonl, summary.json}            sft: the reference model
+    reference/{dataset}_{part}.pt                    reference log-probs, once per split
+    train/{method}/seed{seed}/{model/, log.jsonl, summary.json}
+    evaluate/{method}/seed{seed}/{dataset}.json
+    aggregate/{name}.csv                             tidy results and summaries
+    rm_experiment/{dataset}/...                      reward model versus DPO (``Layout.rm_*``)
+    tables/{name}.csv, paper/generated/{name}, paper/main.pdf
+
+Every argument is formatted into the path as given, so a Snakemake wildcard is an argument like
+any other: ``Layout().train("{method}", "{seed}").model`` is the rule's output pattern
+``results/train/{method}/seed{seed}/model`` and ``Layout().train("dpo", 0).model`` one job's
+folder. Paths are strings, built as ``pathlib`` builds them (``Layout("./runs/")`` gives
+``runs/...``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Run:
+    """A training run's folder as ``jobs.sft``, ``jobs.train`` and ``reward.train_reward_model`` write it."""
+
+    dir: str
+
+    @property
+    def model(self) -> str:
+        return _join(self.dir, "model")
+
+    @property
+    def log(self) -> str:
+        return _join(self.dir, "log.jsonl")
+
+    @property
+    def summary(self) -> str:
+        return _join(self.dir, "summary.json")
+
+
+def _join(*parts) -> str:
+    return str(Path(*map(str, parts)))
+
+
+class Layout:
+    """Paths of the results under ``root``."""
+
+    def __init__(self, root: str | os.PathLike = "results"):
+        self.root = root
+
+    def path(self, *parts) -> str:
+        return _join(self.root, *parts)
+
+    # ------------------------------------------------------------------ data and models
+
+    def demo_raw(self, file: str) -> str:
+        """The demo's raw files (``p2o.data.demo.DEMO_FILES``), where config/demo.yaml's sources point."""
+        return self.path("demo", "raw", file)
+
+    def raw(self, dataset: str) -> str:
+        return self.path("raw", f"{dataset}.jsonl")
+
+    def data(self, dataset: str) -> str:
+        """The folder ``p2o.data.prepare_dataset`` writes: the splits and the manifest."""
+        return self.path("data", dataset)
+
+    def split(self, dataset: str, part: str) -> str:
+        return _join(self.data(dataset), f"{part}.jsonl")
+
+    def manifest(self, dataset: str) -> str:
+        return _join(self.data(dataset), "manifest.json")
+
+    @property
+    def base(self) -> str:
+        return self.path("base")
+
+    @property
+    def sft(self) -> Run:
+        return Run(self.path("sft"))
+
+    def reference(self, dataset: str, part: str) -> str:
+        return self.path("reference", f"{dataset}_{part}.pt")
+
+    def train(self, method: str, seed) -> Run:
+        return Run(self.path("train", method, f"seed{seed}"))
+
+    def evaluate(self, method: str, seed, dataset: str) -> str:
+        return self.path("evaluate", method, f"seed{seed}", f"{dataset}.json")
+
+    def aggregate(self, name: str) -> str:
+        return self.path("aggregate", f"{name}.csv")
+
+    # ------------------------------------------------------------------ reward model versus DPO
+
+    def rm_dataset(self, dataset: str) -> str:
+        return self.path("rm_experiment", dataset)
+
+    def rm_pool(self, dataset: str, file: str) -> str:
+        """A training pool larger than the main split (prepared like it): ``train.jsonl``,
+        ``eval.jsonl``, ``manifest.json``, ``reference_train.pt``."""
+        return _join(self.rm_dataset(dataset), "pool", file)
+
+    def rm_subset(self, dataset: str, size, file: str) -> str:
+        """The first ``size`` pairs (``reward.rm_subset``): ``train.jsonl``, ``reference.pt``, ``manifest.json``."""
+        return _join(self.rm_dataset(dataset), f"n{size}", file)
+
+    def rm_run(self, dataset: str, size, seed, model: str) -> Run:
+        """One model of one cell: ``model`` is ``rm`` or the policy's method."""
+        return Run(_join(self.rm_dataset(dataset), f"n{size}", f"seed{seed}", model))
+
+    def rm_evaluate(self, dataset: str, size, seed, model: str) -> str:
+        return _join(self.rm_run(dataset, size, seed, model).dir, "eval.json")
+
+    # ------------------------------------------------------------------ report
+
+    def table(self, name: str) -> str:
+        """A table's numbers as CSV (its LaTeX is ``generated("table_<name>.tex")``)."""
+        return self.path("tables", f"{name}.csv")
+
+    @property
+    def paper(self) -> str:
+        """The folder the paper is built in (``paper/main.tex`` is copied here)."""
+        return self.path("paper")
+
+    def generated(self, name: str) -> str:
+        """A file the paper reads as ``generated/<name>``."""
+        return _join(self.paper, "generated", name)
+
+    @property
+    def pdf(self) -> str:
+        return _join(self.paper, "main.pdf")
