@@ -1,11 +1,13 @@
 """Every invalid config we can enumerate fails at validation, naming the key.
 
-The cases are generated, not hand-picked: the test walks the config dataclasses (and the loss
-registry for method hyper-parameters) and, for every key, tries values of the wrong type, values
-just outside its declared range, NaN and infinity, and an unknown key beside it. Each case must
-raise ``ConfigError`` from ``p2o.config`` with the key in the message, and (where JSON Schema can
-say it) be rejected by the workflow schema too. A second test checks that the schema and the
-dataclasses declare the same ranges, so the two checks cannot drift apart.
+The cases are generated, not hand-picked: the test walks the config dataclasses (each field's
+``Param``: bounds, choices, and its structural rules) and the loss registry (the ``Param`` of each
+loss's hyper-parameters) and, for every key, tries values of the wrong type, values just outside
+its declared range, NaN and infinity, values outside its choices, empty or repeated lists, badly
+named entries, and an unknown key beside it. Each case must raise ``ConfigError`` from
+``p2o.config`` with the key in the message, and (where JSON Schema can say it) be rejected by the
+workflow schema too. The schema is generated from the same declarations (``python -m p2o.docs``;
+``tests/test_docs_generated.py`` fails when it is stale), so the two checks cannot drift apart.
 """
 
 from __future__ import annotations
@@ -20,20 +22,15 @@ import pytest
 import yaml
 
 from p2o.config import (
-    ComputeMatchedConfig,
     Config,
     ConfigError,
-    DataConfig,
     DatasetConfig,
-    EvalConfig,
-    ModelConfig,
-    OptimConfig,
-    TinyModelConfig,
-    TokenizeConfig,
     config_from_dict,
     deep_merge,
 )
-from p2o.losses import BOUNDS, CHOICES, LOSSES
+from p2o.config.fields import BOUND_CHECKS, param_of
+from p2o.config.methods import METHOD_KEYS
+from p2o.losses import LOSSES
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -41,13 +38,13 @@ SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 BASE = deep_merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
                   yaml.safe_load((REPO / "config" / "demo.yaml").read_text()))
 
-BOUND_WORDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
 WRONG = {  # values of the wrong type for each declared type (None is added for non-optional fields)
     int: ["8", 1.5, True, [1], {"a": 1}],
     float: ["fast", True, [1.0], {"a": 1}],
     str: [3, 1.5, True, ["a"], {"a": "b"}],
     bool: ["yes", 1, 0.0, ["x"]],
 }
+BAD_NAME = "Bad-Name"  # matches no key pattern
 
 
 def _schema_node(path: tuple) -> dict | None:
@@ -77,8 +74,16 @@ def _outside(bounds: dict[str, float], is_int: bool) -> list:
     return [int(v) if is_int else v for v in out]
 
 
-def _field_cases(tp, path: tuple, bounds: dict) -> list[tuple[tuple, object, str]]:
-    """(path, bad value, why) for one config field of type ``tp``."""
+def _base_value(path: tuple):
+    node = BASE
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _field_cases(f: dataclasses.Field, tp, path: tuple) -> list[tuple[tuple, object, str]]:
+    """(path, bad value, why) for one config field of type ``tp``, from what the field declares."""
+    p, md = param_of(f), f.metadata
     args = typing.get_args(tp)
     optional = type(None) in args
     if optional:
@@ -90,15 +95,30 @@ def _field_cases(tp, path: tuple, bounds: dict) -> list[tuple[tuple, object, str
         cases += _dataclass_cases(tp, path)
     elif origin is dict:
         cases += [(path, v, "not a mapping") for v in ("x", [1])]
+        if md["nonempty"]:
+            cases.append((path, {}, "empty"))
+        if md["key_pattern"]:
+            good = _base_value(path) or {}
+            cases.append((path, {BAD_NAME: next(iter(good.values()), {})}, "badly named entry"))
     elif origin is list:
         cases += [(path, v, "not a list") for v in ("x", {"a": 1}, 3)]
         (item,) = typing.get_args(tp)
         cases += [(path, [v], f"list item of the wrong type {v!r}") for v in WRONG[item][:2]]
+        cases += [(path, [v], "list item out of range") for v in _outside(p.bound_dict, item is int)]
+        if md["nonempty"]:
+            cases.append((path, [], "empty"))
+        if md["unique"]:
+            good = _base_value(path) or [p.default[0] if p.default else "x"]
+            cases.append((path, [good[0], good[0]], "repeated item"))
     else:
         cases += [(path, v, f"wrong type {type(v).__name__}") for v in WRONG[tp]]
         if tp is float:
             cases += [(path, v, "not finite") for v in (math.nan, math.inf, -math.inf)]
-        cases += [(path, v, "out of range") for v in _outside(bounds, tp is int)]
+        cases += [(path, v, "out of range") for v in _outside(p.bound_dict, tp is int)]
+        if p.choices:
+            cases += [(path, v, "not a choice") for v in ("nope", p.choices[0].upper())]
+        if md["nonempty"]:
+            cases.append((path, "", "empty"))
     if not optional and not dataclasses.is_dataclass(tp):
         cases.append((path, None, "null"))
     return cases
@@ -108,52 +128,41 @@ def _dataclass_cases(cls, path: tuple) -> list:
     hints = typing.get_type_hints(cls)
     cases = [(path + ("no_such_key",), 1, "unknown key")]
     for f in dataclasses.fields(cls):
-        cases += _field_cases(hints[f.name], path + (f.name,), declared_bounds(path + (f.name,), f))
+        cases += _field_cases(f, hints[f.name], path + (f.name,))
     return cases
-
-
-def declared_bounds(path: tuple, f: dataclasses.Field) -> dict:
-    """The range the dataclass declares, joined with the schema's (so a range dropped from either
-    one still produces its out-of-range cases)."""
-    node = _schema_node(path) or {}
-    return {**{w: node[w] for w in BOUND_WORDS if w in node}, **f.metadata.get("bounds", {})}
 
 
 def config_cases() -> list[tuple[tuple, object, str]]:
     cases = [(("no_such_section",), {}, "unknown section")]
-    hints = typing.get_type_hints(Config)
-    for f in dataclasses.fields(Config):
-        if f.name == "methods":
-            continue  # method entries are checked against the loss registry below
-        cases += _field_cases(hints[f.name], (f.name,), declared_bounds((f.name,), f))
+    cases += _dataclass_cases(Config, ())[1:]  # the unknown top-level key is the section above
     for name in BASE["data"]["datasets"]:  # dict[str, DatasetConfig] entries
         cases += _dataclass_cases(DatasetConfig, ("data", "datasets", name))
     return cases
 
 
 def method_cases() -> list[tuple[tuple, object, str]]:
-    """For every registered loss: bad hyper-parameters, bad inner_steps, an unknown key."""
+    """For every registered loss: bad hyper-parameters (from each one's Param), bad inner_steps, an unknown key."""
     cases = []
     for loss, spec in LOSSES.items():
         path = ("methods", f"m_{loss}")
         cases.append(((*path, "loss"), "no_such_loss", "unknown loss"))
         cases += [((*path, "inner_steps"), v, "bad inner_steps") for v in (0, -1, 1.5, True, "3")]
+        cases += [((*path, "inner_steps"), v, "inner_steps out of range")
+                  for v in _outside(METHOD_KEYS["inner_steps"].bound_dict, True)]
         cases.append(((*path, "no_such_hparam"), 1.0, "unknown hyper-parameter"))
-        for hp in spec.hyperparameters:
-            if hp in CHOICES:
-                cases += [((*path, hp), v, "not a choice") for v in ("nope", 1)]
+        for hp, param in spec.hparams.items():
+            if param.choices:
+                cases += [((*path, hp), v, "not a choice") for v in ("nope", 1, param.choices[0].upper())]
                 continue
             cases += [((*path, hp), v, "wrong type") for v in ("x", True, [1.0])]
             cases += [((*path, hp), v, "not finite") for v in (math.nan, math.inf)]
-            if hp in BOUNDS:
-                lo, _, lo_inclusive = BOUNDS[hp]
-                cases.append(((*path, hp), lo - 1e-9 if lo_inclusive else lo, "below range"))
+            cases += [((*path, hp), v, "out of range") for v in _outside(param.bound_dict, False)]
     return cases
 
 
 def apply(path: tuple, value) -> dict:
     cfg = copy.deepcopy(BASE)
-    if path[0] == "methods":  # a fresh method entry using the loss under test
+    if path[0] == "methods" and len(path) > 2:  # a fresh method entry using the loss under test
         cfg["methods"] = {path[1]: {"loss": path[1].removeprefix("m_")}}
         cfg["method_order"] = None
     node = cfg
@@ -191,43 +200,34 @@ def test_enumerated_invalid_configs_fail_naming_the_key():
     n = len(CONFIG_CASES) + len(METHOD_CASES)
     print(f"{n} invalid configs tried ({len(CONFIG_CASES)} over config keys, {len(METHOD_CASES)} over "
           f"{len(LOSSES)} losses' hyper-parameters)")
-    assert n > 300
+    assert len(CONFIG_CASES) > 500 and len(METHOD_CASES) > 280
     assert not failures, f"{len(failures)} of {n} cases:\n" + "\n".join(failures)
 
 
 def test_the_workflow_schema_rejects_them_too():
-    """What JSON Schema can state (types, ranges, unknown keys) it rejects before p2o is asked.
-    Not expressible there: NaN and infinity (YAML's .nan/.inf are not JSON; NaN passes every
-    comparison and +inf every lower bound); method hyper-parameters belong to the loss registry
-    and are checked by p2o.config only."""
+    """What JSON Schema can state (types, ranges, choices, unknown keys, empty or repeated lists, entry
+    names) it rejects before p2o is asked. Not expressible there: NaN and infinity (YAML's .nan/.inf
+    are not JSON; NaN passes every comparison and +inf every lower bound). A method entry's
+    hyper-parameters are bounded where every loss declaring the name agrees; p2o.config checks each
+    entry against its own loss."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    accepted = []
-    for path, value, why in CONFIG_CASES:
+    accepted, tried = [], 0
+    for path, value, why in CONFIG_CASES + METHOD_CASES:
         if isinstance(value, float) and not math.isfinite(value):
             continue
+        node = _schema_node(path) or {}
+        if path[0] == "methods" and why == "out of range" and not set(node) & set(BOUND_CHECKS):
+            continue  # losses declare this name with different bounds
+        tried += 1
         try:
             validate(apply(path, value), str(SCHEMA_PATH), set_default=False)
         except WorkflowError:
             continue
         accepted.append(f"{key_of(path)} = {value!r} ({why})")
+    assert tried > 650
     assert not accepted, "the schema accepts:\n" + "\n".join(accepted)
-
-
-def test_schema_and_dataclasses_declare_the_same_ranges():
-    sections = {("data",): DataConfig, ("data", "datasets", "hh"): DatasetConfig, ("model",): ModelConfig,
-                ("model", "tiny"): TinyModelConfig, ("tokenize",): TokenizeConfig, ("sft",): OptimConfig,
-                ("train",): OptimConfig, ("evaluate",): EvalConfig, ("compute_matched",): ComputeMatchedConfig}
-    checked = 0
-    for path, cls in sections.items():
-        for f in dataclasses.fields(cls):
-            node = _schema_node(path + (f.name,))
-            assert node is not None, f"{key_of(path + (f.name,))} is missing from the schema"
-            declared = {w: node[w] for w in BOUND_WORDS if w in node}
-            assert declared == f.metadata.get("bounds", {}), key_of(path + (f.name,))
-            checked += 1
-    assert checked > 25
 
 
 @pytest.mark.parametrize("override, key", [
