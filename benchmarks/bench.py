@@ -7,7 +7,7 @@ Every configuration trains the same model (same initial weights and tokenizer) o
 Anthropic/hh-rlhf rows (``$P2O_SHARED_DATA`` or ``../shared/data``) with batch 8, max length 128,
 β = 0.5, fp32, in its own process (so peak RSS is its own; every process imports the same modules):
 
-    p2o:dpo, p2o:p2o           p2o's training loop (``p2o.training.loop.train_preference``), reference
+    p2o:dpo, p2o:p2o           p2o's training loop (``p2o.training.preference.train_preference``), reference
                                log-probs precomputed once (their one-time cost is reported)
     trl:dpo, trl:dpo-precompute TRL's DPOTrainer, precompute_ref_log_probs off / on
     original:dpo, original:p2o benchmarks/original.py, the original's described algorithm
@@ -124,7 +124,7 @@ def run_p2o(method: str, workdir: Path, size: str, warmup: int, steps: int) -> d
     from p2o.io import JsonlLog
     from p2o.losses import MethodSpec
     from p2o.model.reference import compute_reference_logps
-    from p2o.training.loop import train_preference
+    from p2o.training.preference import train_preference
 
     tok, policy, split, _ = load(workdir, size)
     inner = K if method == "p2o" else 1

@@ -49,7 +49,7 @@ def demo_run(tmp_path_factory):
         "data": {**SMALL["data"], "datasets": {"hh": {"source": str(raw / "hh.jsonl"), "data_dir": None},
                                                "shp": {"source": str(raw / "shp.jsonl")},
                                                "uf": {"source": str(raw / "ultrafeedback.jsonl")}}},
-        "methods": {name: ({"inner_steps": 2} if LOSSES[name].uses_snapshot else {}) for name in LOSSES},
+        "methods": {name: ({"inner_steps": 2} if "snapshot" in LOSSES[name].inputs else {}) for name in LOSSES},
     })
     common = ["-c", "config/config.yaml", "-c", cfg, "--workdir", root / "results", "--device", "cpu"]
     for step in ("prepare", "init", "sft", "reference"):

@@ -6,7 +6,9 @@ import copy
 
 import pytest
 
-import p2o.training.loop
+import p2o.training.inputs
+from p2o.model.logps import PolicyForward
+from p2o.training.preference import train_preference
 from p2o.training.compute import Compute, model_size, training_compute
 from p2o.config import OptimConfig
 from p2o.losses import MethodSpec
@@ -22,18 +24,20 @@ pytestmark = pytest.mark.filterwarnings("ignore")
                inner_steps=2),
     MethodSpec("kto", "kto", {"beta": 0.5, "desirable_weight": 1.0, "undesirable_weight": 1.0,
                               "ref_point": "mismatched"}),
+    MethodSpec("tdpo2", "tdpo2", {"beta": 0.1, "alpha": 0.5}, inner_steps=2),
 ])
 def test_replayed_counts_equal_the_loop(setup, monkeypatch, method):  # noqa: F811
     tok, model, splits, refs = setup
     seen = Compute()
-    real_pair_logps, real_sequence_logps = p2o.training.loop.pair_logps, p2o.training.loop.sequence_logps
+    real_policy_forward, real_sequence_logps = PolicyForward.of.__func__, p2o.training.inputs.sequence_logps
+    real_reference_distribution = p2o.training.inputs.reference_distribution
 
-    def counting_pair_logps(m, batch):
+    def counting_policy_forward(cls, m, batch):
         seen.forward_passes += 1
         seen.backward_passes += 1
         seen.forward_tokens += batch.pairs.n_tokens
         seen.forward_head_tokens += int(batch.pairs.response_mask.sum())
-        return real_pair_logps(m, batch)
+        return real_policy_forward(cls, m, batch)
 
     def counting_sequence_logps(m, rows):
         seen.forward_passes += 1
@@ -41,10 +45,17 @@ def test_replayed_counts_equal_the_loop(setup, monkeypatch, method):  # noqa: F8
         seen.forward_head_tokens += int(rows.response_mask.sum())
         return real_sequence_logps(m, rows)
 
-    monkeypatch.setattr(p2o.training.loop, "pair_logps", counting_pair_logps)
-    monkeypatch.setattr(p2o.training.loop, "sequence_logps", counting_sequence_logps)
+    def counting_reference_distribution(m, batch):
+        seen.forward_passes += 1
+        seen.forward_tokens += batch.pairs.n_tokens
+        seen.forward_head_tokens += int(batch.pairs.response_mask.sum())
+        return real_reference_distribution(m, batch)
+
+    monkeypatch.setattr(PolicyForward, "of", classmethod(counting_policy_forward))
+    monkeypatch.setattr(p2o.training.inputs, "sequence_logps", counting_sequence_logps)
+    monkeypatch.setattr(p2o.training.inputs, "reference_distribution", counting_reference_distribution)
     optim = OptimConfig(lr=1e-3, batch_size=3, epochs=2, warmup_ratio=0.0)
-    result = p2o.training.loop.train_preference(copy.deepcopy(model), splits, refs, method, optim, 7, tok.pad_token_id)
+    result = train_preference(copy.deepcopy(model), splits, refs, method, optim, 7, tok.pad_token_id)
 
     replay = training_compute(splits, optim.batch_size, optim.epochs, 7, method)
     assert replay.optimizer_steps == result["steps"]

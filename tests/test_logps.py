@@ -57,7 +57,7 @@ def test_truncation_keeps_prompt_end_and_response_start(tokenizer):
 
 def test_response_mask_marks_only_response_tokens(tokenizer):
     split = split_of(tokenizer)
-    batch = collate_pairs(split, [0, 1, 2, 3], tokenizer.pad_token_id, with_kl=True)
+    batch = collate_pairs(split, [0, 1, 2, 3], tokenizer.pad_token_id, with_mismatched=True)
     counts = batch.pairs.response_mask.sum(-1).tolist()
     assert counts == [len(split.chosen[i]) for i in range(4)] + [len(split.rejected[i]) for i in range(4)]
     for row, i in enumerate([0, 1, 2, 3] * 2):
@@ -67,7 +67,7 @@ def test_response_mask_marks_only_response_tokens(tokenizer):
         assert batch.pairs.input_ids[row, :p].tolist() == split.prompt[i]
         assert not batch.pairs.response_mask[row, :p].any()  # prompt tokens never enter a loss
     # KL rows: prompt i with the chosen response of pair i+1
-    assert batch.kl.input_ids[0][batch.kl.response_mask[0]].tolist() == split.chosen[1]
+    assert batch.mismatched.input_ids[0][batch.mismatched.response_mask[0]].tolist() == split.chosen[1]
 
 
 def test_padding_does_not_change_log_probs(tokenizer, model):

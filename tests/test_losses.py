@@ -84,9 +84,9 @@ def test_kto_matches_trl(seed, weights):
     ref = reference(seed + 100)
     ref_kl = -10 * torch.rand(B, generator=torch.Generator().manual_seed(seed), dtype=DT) - 40
     policy = pair_logps(per_token, mask)
-    policy_kl = kl_per_token.sum(-1)
+    policy_mismatched = kl_per_token.sum(-1)
     ours, metrics = kto(policy, ref, beta=0.5, desirable_weight=weights[0], undesirable_weight=weights[1],
-                        ref_point="mismatched", policy_kl=policy_kl, reference_kl=ref_kl)
+                        ref_point="mismatched", policy_mismatched=policy_mismatched, reference_mismatched=ref_kl)
     theirs, trl_metrics = trl_kto(per_token, mask, torch.cat([ref.chosen, ref.rejected]), kl_per_token, kl_mask,
                                   ref_kl, 0.5, *weights)
     assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
@@ -98,16 +98,16 @@ def test_kto_matches_trl(seed, weights):
 def test_kto_reference_point_is_clamped_and_carries_no_gradient():
     per_token, mask = random_tokens(3)
     policy, ref = pair_logps(per_token, mask), reference(5)
-    policy_kl = torch.full((B,), -50.0, requires_grad=True)  # far below the reference: estimate < 0
-    loss, metrics = kto(policy, ref, policy_kl=policy_kl, reference_kl=torch.full((B,), -10.0))
+    policy_mismatched = torch.full((B,), -50.0, requires_grad=True)  # far below the reference: estimate < 0
+    loss, metrics = kto(policy, ref, policy_mismatched=policy_mismatched, reference_mismatched=torch.full((B,), -10.0))
     assert metrics["kl"].item() == 0.0
     loss.backward()
-    assert policy_kl.grad is None
+    assert policy_mismatched.grad is None
     # the original code's option: batch mean of the chosen token-mean log-ratio, clamped, detached
     _, m = kto(policy, ref, ref_point="chosen_token_mean")
     expected = (policy.chosen_mean - ref.chosen_mean).mean().clamp(min=0)
     assert m["kl"].item() == pytest.approx(expected.item())
-    with pytest.raises(ValueError, match="policy_kl"):
+    with pytest.raises(ValueError, match="policy_mismatched"):
         kto(policy, ref, ref_point="mismatched")
 
 
@@ -227,11 +227,12 @@ def test_registry_lists_valid_names_on_unknown_loss():
 def test_method_spec_fills_defaults_and_merges_overrides():
     cfg = _cfg({"p2o": {"eps_clip": 0.2, "inner_steps": 3}, "strict": {"loss": "dpo", "beta": 0.1}})
     spec = method_spec(cfg, "p2o")
-    assert spec.inner_steps == 3 and spec.uses_snapshot
+    assert spec.inner_steps == 3 and spec.inputs == ("snapshot",)
     assert spec.hparams == {"beta": 0.5, "eps_clip": 0.2, "kl_coef": 0.08, "ratio": "pair", "kl_estimator": "k3"}
     assert method_spec(cfg, "strict").hparams == {"beta": 0.1}
-    assert not method_spec(cfg, "strict").needs_kl_rows
-    assert method_spec(_cfg({"kto": {}}), "kto").needs_kl_rows
+    assert not method_spec(cfg, "strict").needs("policy_mismatched")
+    assert method_spec(_cfg({"kto": {}}), "kto").needs("policy_mismatched")
+    assert not method_spec(_cfg({"kto": {"ref_point": "zero"}}), "kto").inputs
 
 
 @pytest.mark.parametrize("entry, key", [
@@ -257,7 +258,9 @@ def test_every_registered_loss_gives_finite_loss_and_gradients(name):
     spec = method_spec(_cfg({name: {}}), name)
     kl = torch.randn(B, dtype=DT) - 10
     seq_kl = ((per_token[:B] ** 2).sum(-1), (per_token[B:] ** 2).sum(-1))  # TDPO's; carries a gradient
-    loss, metrics = spec(policy, ref, policy.detach(), kl, kl - 0.5, seq_kl)
+    available = {"snapshot": policy.detach(), "policy_mismatched": kl, "reference_mismatched": kl - 0.5,
+                 "seq_kl": seq_kl}
+    loss, metrics = LOSSES[name].fn(policy, ref, **{n: available[n] for n in spec.inputs}, **spec.hparams)
     g = grad_of(loss, per_token)
     assert torch.isfinite(loss) and torch.isfinite(g).all() and g.abs().sum() > 0
     assert all(torch.isfinite(v) for v in metrics.values())
@@ -272,6 +275,6 @@ def test_pkto_reference_point_matters_only_through_unequal_ratios(ratio, z_matte
     policy, ref = pair_logps(per_token, mask), reference(13)
     snap = snapshot_like(policy, 14)
     kl_low, kl_high = torch.full((B,), -10.0, dtype=DT), torch.full((B,), -9.0, dtype=DT)
-    a, _ = pkto(policy, ref, snap, ratio=ratio, policy_kl=kl_high, reference_kl=kl_low)  # z0 = 1
+    a, _ = pkto(policy, ref, snap, ratio=ratio, policy_mismatched=kl_high, reference_mismatched=kl_low)  # z0 = 1
     b, _ = pkto(policy, ref, snap, ratio=ratio, ref_point="zero")
     assert (not torch.allclose(a, b, atol=1e-9)) == z_matters

@@ -301,7 +301,7 @@ def test_the_baselines_are_registered_with_their_hyperparameters():
         "orpo": {"lambda_or": 0.1},
     }
     for name, hparams in expected.items():
-        assert LOSSES[name].hyperparameters == hparams and not LOSSES[name].uses_snapshot
+        assert LOSSES[name].hyperparameters == hparams and not LOSSES[name].inputs
         assert method_spec(_cfg({name: {}}), name).hparams == hparams
 
 

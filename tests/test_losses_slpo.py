@@ -268,7 +268,7 @@ def test_every_token_gets_a_gradient_through_the_sums():
 def test_slpo_is_registered_with_its_hyperparameters():
     defaults = {"rejected_share": 0.0, "temperature": 1.0, "temper_by": "length"}
     assert LOSSES["slpo"].hyperparameters == defaults
-    assert not LOSSES["slpo"].uses_snapshot and not LOSSES["slpo"].needs_reference_model
+    assert not LOSSES["slpo"].inputs
     cfg = _cfg({"slpo_paper": {"loss": "slpo", "rejected_share": 0.2, "temperature": 1, "temper_by": "none"}})
     spec = method_spec(cfg, "slpo_paper")
     assert spec.hparams == {"rejected_share": 0.2, "temperature": 1.0, "temper_by": "none"}

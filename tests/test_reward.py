@@ -163,19 +163,19 @@ def _reference(ids):
     steps = torch.arange(n, dtype=torch.float)
     three = torch.full((n,), 3.0)
     return ReferenceLogps(ids=list(ids), chosen=-steps, rejected=-2 * steps, chosen_tokens=three,
-                          rejected_tokens=three.clone(), kl=-3 * steps, tokenize=dataclasses.asdict(TOK))
+                          rejected_tokens=three.clone(), mismatched=-3 * steps, tokenize=dataclasses.asdict(TOK))
 
 
-def test_reference_prefix_keeps_the_first_rows_and_voids_the_wrapped_kl_row():
+def test_reference_prefix_keeps_the_first_rows_and_voids_the_wrapped_mismatched_row():
     ref = _reference([f"p{i}" for i in range(5)])
-    sub = rm_experiment.reference_prefix(ref, 3)
+    sub = ref.prefix(3)
     assert sub.ids == ["p0", "p1", "p2"]
     torch.testing.assert_close(sub.chosen, ref.chosen[:3])
-    torch.testing.assert_close(sub.kl[:2], ref.kl[:2])
-    assert math.isnan(sub.kl[2])  # was computed against pair 3 of the pool, not pair 0 of the subset
-    assert not math.isnan(rm_experiment.reference_prefix(ref, 5).kl[4])  # the whole pool wraps as before
+    torch.testing.assert_close(sub.mismatched[:2], ref.mismatched[:2])
+    assert math.isnan(sub.mismatched[2])  # was computed against pair 3 of the pool, not pair 0 of the subset
+    assert not math.isnan(ref.prefix(5).mismatched[4])  # the whole pool wraps as before
     with pytest.raises(ValueError):
-        rm_experiment.reference_prefix(ref, 6)
+        ref.prefix(6)
 
 
 def test_rm_subset_writes_the_first_n_pairs_and_checks_the_held_out_split(tmp_path):

@@ -24,7 +24,8 @@ from p2o.model.logps import pair_logps as model_pair_logps
 from p2o.model.logps import pair_logps_with_seq_kl
 from p2o.losses import LOSSES, MethodSpec, dpo, method_spec, tdpo1, tdpo2
 from p2o.model.tokenize import collate_pairs
-from p2o.training.loop import train_preference
+from p2o.training.inputs import needs_reference_model
+from p2o.training.preference import train_preference
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -199,12 +200,13 @@ def test_tdpo_without_the_sequential_kl_is_an_error():
 def test_tdpo_is_registered_and_configured():
     assert LOSSES["tdpo1"].hyperparameters == {"beta": 0.1}
     assert LOSSES["tdpo2"].hyperparameters == {"beta": 0.1, "alpha": 0.5}
-    assert LOSSES["tdpo1"].needs_reference_model and LOSSES["tdpo2"].needs_reference_model
-    assert not any(spec.needs_reference_model for name, spec in LOSSES.items() if not name.startswith("tdpo"))
+    assert LOSSES["tdpo1"].inputs == LOSSES["tdpo2"].inputs == {"seq_kl": {}}
+    assert not any(needs_reference_model(spec.inputs_for({})) for name, spec in LOSSES.items()
+                   if not name.startswith("tdpo"))
     spec = method_spec(_cfg({"t2": {"loss": "tdpo2", "alpha": 0.2, "beta": 0.5}}), "t2")
-    assert spec.needs_reference_model and spec.hparams == {"beta": 0.5, "alpha": 0.2}
+    assert spec.inputs == ("seq_kl",) and spec.hparams == {"beta": 0.5, "alpha": 0.2}
     _, policy, ref, kl = tdpo_inputs(3)
-    loss, _ = spec(policy, ref, None, None, None, (kl[:B], kl[B:]))  # MethodSpec passes seq_kl through
+    loss, _ = LOSSES[spec.loss].fn(policy, ref, seq_kl=(kl[:B], kl[B:]), **spec.hparams)
     assert torch.allclose(loss, tdpo2(policy, ref, beta=0.5, alpha=0.2, seq_kl=(kl[:B], kl[B:]))[0])
 
 

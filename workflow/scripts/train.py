@@ -3,7 +3,7 @@ from pathlib import Path
 from _common import device, log_to, resolved_config, section
 from p2o.stages import jobs
 from p2o.config import EvalConfig, OptimConfig, TokenizeConfig
-from p2o.losses import MethodSpec
+from p2o.config.methods import MethodSpec
 
 log_to(snakemake)
 p, inp = snakemake.params[0], snakemake.input

@@ -15,8 +15,43 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from p2o.losses import PairLogps
 from p2o.model.tokenize import PairBatch, SequenceBatch
+
+
+@dataclass(frozen=True)
+class PairLogps:
+    """Per-sequence log-probs of a batch of pairs under one model; every field is ``(B,)``.
+
+    ``chosen``/``rejected`` are sums over the response tokens, ``*_mean`` the token means
+    (kept as their own tensors so that a ratio built on means and a margin built on sums have
+    separate gradient paths), ``*_tokens`` the response lengths.
+    """
+
+    chosen: Tensor
+    rejected: Tensor
+    chosen_mean: Tensor
+    rejected_mean: Tensor
+    chosen_tokens: Tensor
+    rejected_tokens: Tensor
+
+    @classmethod
+    def from_sums(cls, chosen: Tensor, rejected: Tensor, chosen_tokens: Tensor, rejected_tokens: Tensor):
+        return cls(
+            chosen, rejected,
+            chosen / chosen_tokens.clamp(min=1), rejected / rejected_tokens.clamp(min=1),
+            chosen_tokens, rejected_tokens,
+        )
+
+    def detach(self) -> PairLogps:
+        return PairLogps(*(t.detach() for t in self._tensors()))
+
+    def to(self, device) -> PairLogps:
+        return PairLogps(*(t.to(device) for t in self._tensors()))
+
+    def _tensors(self) -> tuple[Tensor, ...]:
+        return (self.chosen, self.rejected, self.chosen_mean, self.rejected_mean,
+                self.chosen_tokens, self.rejected_tokens)
+
 
 # Model types whose logits are exactly lm_head(final hidden state); other models fall back to
 # the full forward. Each listed type is checked against model(...).logits in the tests.
@@ -97,26 +132,52 @@ def _pair_sums(per_token: Tensor, rows: Tensor, batch: PairBatch) -> PairLogps:
     return PairLogps.from_sums(sums[:b], sums[b:], counts[:b], counts[b:])
 
 
+@dataclass(frozen=True)
+class PolicyForward:
+    """One forward of the policy at a batch's M response-predicting positions, kept so that every
+    quantity of a training step reads the same logits: ``logits`` (M, V) fp32, ``labels`` (M,),
+    ``rows`` (M,) and ``logsumexp`` (M,)."""
+
+    logits: Tensor
+    labels: Tensor
+    rows: Tensor
+    logsumexp: Tensor
+
+    @classmethod
+    def of(cls, model, batch: PairBatch) -> PolicyForward:
+        logits, labels, rows = response_logits(model, batch.pairs)
+        return cls(logits, labels, rows, logits.logsumexp(-1))
+
+    def pair_logps(self, batch: PairBatch) -> PairLogps:
+        """The policy's PairLogps of the batch (the same numbers as ``pair_logps``)."""
+        token = self.logits.gather(-1, self.labels.unsqueeze(-1)).squeeze(-1) - self.logsumexp
+        return _pair_sums(token, self.rows, batch)
+
+    def seq_kl(self, reference: ReferenceDistribution, batch: PairBatch) -> tuple[Tensor, Tensor]:
+        """D_SeqKL(x, y; π_ref ‖ π) = Σ_t KL(π_ref(·|x, y_<t) ‖ π(·|x, y_<t)) of each response, as
+        ``(chosen, rejected)`` (B,) tensors with the policy's gradient.
+
+        Per position, with z, z_r the policy and reference logits and q = softmax(z_r):
+        KL(q ‖ softmax(z)) = Σ_v q_v (z_r,v − z_v) + logsumexp(z) − logsumexp(z_r), which reuses the
+        policy's logsumexp and takes the difference of the logits before weighting, so identical logits
+        give exactly 0.
+        """
+        kl = (reference.probs * (reference.logits - self.logits)).sum(-1) + self.logsumexp - reference.logsumexp
+        seq_kl = _pair_sums(kl, self.rows, batch)
+        return seq_kl.chosen, seq_kl.rejected
+
+
 def pair_logps_with_seq_kl(model, reference, batch: PairBatch) -> tuple[PairLogps, tuple[Tensor, Tensor],
                                                                         ReferenceDistribution]:
-    """TDPO's inputs from one policy forward: the policy's PairLogps and the sequential KL of each response,
-    D_SeqKL(x, y; π_ref ‖ π) = Σ_t KL(π_ref(·|x, y_<t) ‖ π(·|x, y_<t)) summed over its response positions,
-    as ``(chosen, rejected)`` (B,) tensors with the policy's gradient.
+    """TDPO's inputs from one policy forward: the policy's PairLogps and ``PolicyForward.seq_kl``.
 
     ``reference`` is the reference model, run here under ``no_grad`` on the same (2B, T) batch, or the
     ``ReferenceDistribution`` of this batch from an earlier call (K inner steps on one batch need the
     reference forward once); it is returned as the third value. Both heads are applied at the M
-    response-predicting positions only (``response_logits``), the policy's once: its (M, V) logits give
-    the token log-probs and the KL. Per position, with z, z_r the policy and reference logits and
-    q = softmax(z_r): KL(q ‖ softmax(z)) = Σ_v q_v (z_r,v − z_v) + logsumexp(z) − logsumexp(z_r), which
-    reuses the policy's logsumexp and takes the difference of the logits before weighting, so identical
-    logits give exactly 0. Extra memory over ``pair_logps``: the reference's (M, V) logits and q.
+    response-predicting positions only (``response_logits``), the policy's once. Extra memory over
+    ``pair_logps``: the reference's (M, V) logits and q.
     """
     if not isinstance(reference, ReferenceDistribution):
         reference = reference_distribution(reference, batch)
-    logits, labels, rows = response_logits(model, batch.pairs)
-    lse = logits.logsumexp(-1)
-    lp = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - lse
-    kl = (reference.probs * (reference.logits - logits)).sum(-1) + lse - reference.logsumexp
-    seq_kl = _pair_sums(kl, rows, batch)
-    return _pair_sums(lp, rows, batch), (seq_kl.chosen, seq_kl.rejected), reference
+    forward = PolicyForward.of(model, batch)
+    return forward.pair_logps(batch), forward.seq_kl(reference, batch), reference

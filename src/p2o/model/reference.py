@@ -1,7 +1,7 @@
 """Reference log-probs: computed once per split with the frozen SFT model, read by every method.
 
 For each pair the file holds the summed log-probs and token counts of the chosen and rejected
-responses and of KTO's mismatched completion (``TokenizedSplit.kl_response``), in split order,
+responses and of KTO's mismatched completion (``TokenizedSplit.mismatched_response``), in split order,
 together with the pair ids and the tokenisation settings, which are checked when it is read.
 """
 
@@ -16,8 +16,7 @@ from tqdm.auto import tqdm
 
 from p2o.config import TokenizeConfig
 from p2o.io import atomic_path
-from p2o.model.logps import pair_logps, sequence_logps
-from p2o.losses import PairLogps
+from p2o.model.logps import PairLogps, pair_logps, sequence_logps
 from p2o.model.tokenize import TokenizedSplit, batch_indices, collate_pairs
 
 
@@ -30,12 +29,30 @@ class ReferenceLogps:
     rejected: Tensor
     chosen_tokens: Tensor
     rejected_tokens: Tensor
-    kl: Tensor
+    mismatched: Tensor  # log-probs of each prompt with the next pair's chosen response (KTO's z₀)
     tokenize: dict
 
     def pairs(self, index: Tensor) -> PairLogps:
         return PairLogps.from_sums(self.chosen[index], self.rejected[index],
                                    self.chosen_tokens[index], self.rejected_tokens[index])
+
+    def prefix(self, n: int) -> ReferenceLogps:
+        """The reference log-probs of the first ``n`` pairs, as for a nested training subset.
+
+        Only the mismatched row of the subset's last pair differs from what a fresh computation would
+        give (it wraps to the subset's first pair, the pool's to pair n): it is stored as NaN, and
+        methods that read mismatched rows (KTO's ``ref_point: mismatched``) are refused on subsets by
+        the config check.
+        """
+        if n > len(self.ids):
+            raise ValueError(f"asked for the first {n} pairs of reference log-probs over {len(self.ids)}")
+        mismatched = self.mismatched[:n].clone()
+        if n < len(self.ids):
+            mismatched[-1] = torch.nan  # computed against pair n of the pool, not pair 0 of the subset
+        return ReferenceLogps(ids=list(self.ids[:n]), chosen=self.chosen[:n].clone(),
+                              rejected=self.rejected[:n].clone(), chosen_tokens=self.chosen_tokens[:n].clone(),
+                              rejected_tokens=self.rejected_tokens[:n].clone(), mismatched=mismatched,
+                              tokenize=dict(self.tokenize))
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:
@@ -57,14 +74,14 @@ class ReferenceLogps:
 def compute_reference_logps(model, split: TokenizedSplit, tokenize: TokenizeConfig, pad_id: int,
                             batch_size: int = 16, device: str = "cpu") -> ReferenceLogps:
     model.eval()
-    out: dict[str, list[Tensor]] = {k: [] for k in ("chosen", "rejected", "chosen_tokens", "rejected_tokens", "kl")}
+    out: dict[str, list[Tensor]] = {k: [] for k in ("chosen", "rejected", "chosen_tokens", "rejected_tokens", "mismatched")}
     for index in tqdm(batch_indices(split, batch_size, group_by_length=False),
                       desc=f"reference {split.dataset}", unit="batch", leave=False):
-        batch = collate_pairs(split, index, pad_id, with_kl=True).to(device)
+        batch = collate_pairs(split, index, pad_id, with_mismatched=True).to(device)
         lp = pair_logps(model, batch)
-        kl_sums, _ = sequence_logps(model, batch.kl)
+        mismatched_sums, _ = sequence_logps(model, batch.mismatched)
         for k, v in (("chosen", lp.chosen), ("rejected", lp.rejected), ("chosen_tokens", lp.chosen_tokens),
-                     ("rejected_tokens", lp.rejected_tokens), ("kl", kl_sums)):
+                     ("rejected_tokens", lp.rejected_tokens), ("mismatched", mismatched_sums)):
             out[k].append(v.float().cpu())
     return ReferenceLogps(ids=list(split.ids), tokenize=asdict(tokenize),
                           **{k: torch.cat(v) for k, v in out.items()})

@@ -35,7 +35,7 @@ class TokenizedSplit:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def kl_response(self, i: int) -> list[int]:
+    def mismatched_response(self, i: int) -> list[int]:
         """Mismatched completion for KTO's reference point: pair i's prompt with the chosen
         response of pair i+1 (mod n) of the same split, cut to pair i's response budget.
 
@@ -104,26 +104,29 @@ def pad_sequences(prompts: Sequence[list[int]], responses: Sequence[list[int]], 
 @dataclass
 class PairBatch:
     """A batch of B pairs: ``pairs`` holds the B chosen rows then the B rejected rows (2B, T),
-    so one forward serves both; ``kl`` holds the B mismatched rows when the loss needs them."""
+    so one forward serves both; ``mismatched`` holds the B mismatched rows (each prompt with another
+    pair's chosen response) when the loss needs them."""
 
     index: Tensor  # (B,) row numbers in the split, to look up reference log-probs
     pairs: SequenceBatch
-    kl: SequenceBatch | None = None
+    mismatched: SequenceBatch | None = None
 
     def to(self, device) -> PairBatch:
-        return PairBatch(self.index, self.pairs.to(device), self.kl.to(device) if self.kl else None)
+        return PairBatch(self.index, self.pairs.to(device), self.mismatched.to(device) if self.mismatched else None)
 
     @property
     def n_tokens(self) -> int:
-        return self.pairs.n_tokens + (self.kl.n_tokens if self.kl else 0)
+        return self.pairs.n_tokens + (self.mismatched.n_tokens if self.mismatched else 0)
 
 
-def collate_pairs(split: TokenizedSplit, index: Sequence[int], pad_id: int, with_kl: bool = False) -> PairBatch:
+def collate_pairs(split: TokenizedSplit, index: Sequence[int], pad_id: int,
+                  with_mismatched: bool = False) -> PairBatch:
     prompts = [split.prompt[i] for i in index]
     pairs = pad_sequences(prompts + prompts, [split.chosen[i] for i in index] +
                           [split.rejected[i] for i in index], pad_id)
-    kl = pad_sequences(prompts, [split.kl_response(i) for i in index], pad_id) if with_kl else None
-    return PairBatch(torch.tensor(list(index), dtype=torch.long), pairs, kl)
+    mismatched = (pad_sequences(prompts, [split.mismatched_response(i) for i in index], pad_id)
+                  if with_mismatched else None)
+    return PairBatch(torch.tensor(list(index), dtype=torch.long), pairs, mismatched)
 
 
 def batch_indices(split: TokenizedSplit, batch_size: int, generator: torch.Generator | None = None,

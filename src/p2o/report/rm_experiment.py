@@ -8,10 +8,8 @@ those of every larger one. The pool is the main experiment's training split when
 max(N) pairs, else a larger split prepared with the same salt and held-out size; either way the
 held-out split is the main one, and the main training split is a prefix of the pool.
 
-Reference log-probs of a subset are the pool's, cut to the same prefix (none is recomputed).
-Only the mismatched-completion row of the subset's last pair differs (it wraps to the subset's
-first pair, the pool's to pair N); that row is stored as NaN, and methods that read those rows
-(KTO's ``ref_point: mismatched``) are refused by the config check.
+Reference log-probs of a subset are the pool's, cut to the same prefix (``ReferenceLogps.prefix``;
+none is recomputed).
 """
 
 from __future__ import annotations
@@ -26,22 +24,6 @@ from p2o.io import read_json
 
 MODEL_RM = "rm"  # the reward model's name in paths, tables and figures
 COLUMNS = ["dataset", "size", "seed", "model", "accuracy", "margin", "n_eval"]
-
-
-def reference_prefix(ref, n: int):
-    """The ``ReferenceLogps`` of the first ``n`` pairs (see the module docstring for the KL rows)."""
-    import torch
-
-    from p2o.model.reference import ReferenceLogps
-
-    if n > len(ref.ids):
-        raise ValueError(f"asked for the first {n} pairs of reference log-probs over {len(ref.ids)}")
-    kl = ref.kl[:n].clone()
-    if n < len(ref.ids):
-        kl[-1] = torch.nan  # computed against pair n of the pool, not pair 0 of the subset
-    return ReferenceLogps(ids=list(ref.ids[:n]), chosen=ref.chosen[:n].clone(),
-                          rejected=ref.rejected[:n].clone(), chosen_tokens=ref.chosen_tokens[:n].clone(),
-                          rejected_tokens=ref.rejected_tokens[:n].clone(), kl=kl, tokenize=dict(ref.tokenize))
 
 
 def collect(eval_files: Iterable[str | Path]) -> pd.DataFrame:

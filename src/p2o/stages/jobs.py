@@ -22,7 +22,7 @@ from pathlib import Path
 
 from p2o.config import DatasetConfig, EvalConfig, ModelConfig, OptimConfig, TokenizeConfig
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
-from p2o.losses import MethodSpec
+from p2o.config.methods import MethodSpec
 from p2o.provenance import provenance
 
 PathLike = str | Path
@@ -44,7 +44,7 @@ def pad_id_of(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def split_hash(split_path: PathLike) -> str | None:
+def manifest_sha256(split_path: PathLike) -> str | None:
     """sha256 of a prepared split, from the manifest beside it."""
     manifest = Path(split_path).parent / "manifest.json"
     if not manifest.exists():
@@ -92,7 +92,7 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     """SFT on the chosen responses; writes ``out_dir/model``, ``log.jsonl`` and ``summary.json``.
     ``config`` (the whole resolved config) is recorded in the summary's provenance, never read."""
     from p2o.model.loading import load_model, load_tokenizer, save_model
-    from p2o.training.loop import sft as run_sft
+    from p2o.training.sft import sft as run_sft
 
     out_dir = Path(out_dir)
     tokenizer, model = load_tokenizer(base_dir), load_model(base_dir, device)
@@ -103,7 +103,7 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
                          checkpoint=out_dir / "checkpoint.pt")
     save_model(model, tokenizer, out_dir / "model")
     summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result,
-               "split_sha256": {name: split_hash(path) for name, path in train_splits.items()},
+               "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()},
                "provenance": provenance(device, config)}
     write_json(out_dir / "summary.json", summary)
     return summary
@@ -135,11 +135,12 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     ``optim.eval_every > 0``, ``eval_splits`` (dataset -> (split file, reference file)) are
     evaluated during training for the held-out curves. ``config`` is recorded, as in ``sft``.
     """
-    from p2o.training.compute import compute_record, training_compute
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer, save_model
     from p2o.model.reference import ReferenceLogps
-    from p2o.training.loop import train_preference
+    from p2o.training.compute import compute_record, training_compute
+    from p2o.training.inputs import needs_reference_model
+    from p2o.training.preference import method_inputs, train_preference
 
     out_dir = Path(out_dir)
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
@@ -149,7 +150,8 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
 
     evaluating = optim.eval_every > 0 and bool(eval_splits)
     # the frozen SFT model, loaded once: the exact held-out KL needs its distribution, and so does TDPO's step
-    reference_model = load_model(model_dir, device) if evaluating or method.needs_reference_model else None
+    in_step_reference = needs_reference_model(method_inputs(method))
+    reference_model = load_model(model_dir, device) if evaluating or in_step_reference else None
     evaluator = None
     if evaluating:
         evaluate = evaluate or EvalConfig()
@@ -170,9 +172,8 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     summary = {
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
         "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
-        "split_sha256": {name: split_hash(path) for name, path in train_splits.items()}, "final": result,
-        "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method,
-                                                   reference_forwards=int(method.needs_reference_model)), policy),
+        "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()}, "final": result,
+        "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method), policy),
         "provenance": provenance(device, config),
     }
     write_json(out_dir / "summary.json", summary)
@@ -194,7 +195,7 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, re
     ref = ReferenceLogps.load(ref_path, split, tokenize)
     metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
                              evaluate.batch_size, device, per_pair=True)
-    record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir), "split_sha256": split_hash(split_path),
+    record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir), "split_sha256": manifest_sha256(split_path),
               **metrics, "provenance": provenance(device, config)}
     write_json(out_path, record)
     print(f"{dataset}: accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "

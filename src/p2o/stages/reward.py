@@ -17,7 +17,7 @@ from pathlib import Path
 
 from p2o.config import OptimConfig, TokenizeConfig
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
-from p2o.stages.jobs import PathLike, load_split, pad_id_of, split_hash
+from p2o.stages.jobs import PathLike, load_split, manifest_sha256, pad_id_of
 from p2o.provenance import provenance
 
 def rm_subset(split_path: PathLike, ref_path: PathLike, n: int, out_dir: PathLike,
@@ -31,7 +31,6 @@ def rm_subset(split_path: PathLike, ref_path: PathLike, n: int, out_dir: PathLik
     from p2o.data import read_split
     from p2o.data.splits import split_hash as frame_hash
     from p2o.model.reference import ReferenceLogps
-    from p2o.report.rm_experiment import reference_prefix
 
     if held_out_manifests is not None:
         pool, main = (read_json(m)["splits"]["eval"]["sha256"] for m in held_out_manifests)
@@ -48,8 +47,8 @@ def rm_subset(split_path: PathLike, ref_path: PathLike, n: int, out_dir: PathLik
     out_dir = Path(out_dir)
     subset = df.iloc[:n]
     write_jsonl(out_dir / "train.jsonl", [dict(sorted(r.items())) for r in subset.to_dict("records")])
-    reference_prefix(ref, n).save(out_dir / "reference.pt")
-    manifest = {"source": str(split_path), "source_sha256": split_hash(split_path), "first_n": n,
+    ref.prefix(n).save(out_dir / "reference.pt")
+    manifest = {"source": str(split_path), "source_sha256": manifest_sha256(split_path), "first_n": n,
                 "splits": {"train": {"n": n, "sha256": frame_hash(subset)}}}
     write_json(out_dir / "manifest.json", manifest)
     print(f"first {n} of {len(df)} pairs of {split_path} -> {out_dir}", file=sys.stderr)
@@ -76,7 +75,7 @@ def train_reward_model(model_dir: PathLike, train_splits: Mapping[str, PathLike]
     model.save(out_dir / "model", tokenizer)
     summary = {"model": "reward_model", "loss": "bradley_terry", "seed": seed, "train": asdict(optim),
                "tokenize": asdict(tokenize), "wall_s": time.time() - start,
-               "split_sha256": {name: split_hash(path) for name, path in train_splits.items()},
+               "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()},
                "final": result, "provenance": provenance(device, config)}
     write_json(out_dir / "summary.json", summary)
     return summary
@@ -95,7 +94,7 @@ def evaluate_reward_model(rm_dir: PathLike, split_path: PathLike, dataset: str, 
     split = load_split(tokenizer, split_path, dataset, tokenize)
     metrics = evaluate_rm(model, split, pad_id_of(tokenizer), batch_size, device)
     record = {**(run or {}), "dataset": dataset, "reward_model": str(rm_dir),
-              "split_sha256": split_hash(split_path), **metrics, "provenance": provenance(device, config)}
+              "split_sha256": manifest_sha256(split_path), **metrics, "provenance": provenance(device, config)}
     write_json(out_path, record)
     print(f"{dataset}: reward model accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "
           f"{metrics['eval_rewards/margins']:.3f}  -> {out_path}", file=sys.stderr)

@@ -2,13 +2,13 @@
 
 The original protocol gives P²O and PKTO K optimizer steps per batch and the baselines one, so a
 fair comparison has to say what each run spent. ``training_compute`` replays a run's batch
-schedule (``train.epoch_batches`` is a function of the seed) without touching a model and counts,
-per batch of B pairs:
+schedule (``p2o.training.schedule.epoch_batches`` is a function of the seed) without touching a
+model and counts, per batch of B pairs:
 
 - K forward + backward passes of the policy over the 2B chosen and rejected rows;
-- one forward without gradient over the B mismatched rows when the loss needs KTO's z₀;
-- ``reference_forwards`` forwards without gradient of the reference model over the 2B rows for
-  losses that need its full distribution inside the step (TDPO).
+- the forwards without gradient that the loss's declared inputs cost (``p2o.training.inputs``): one
+  over the B mismatched rows for KTO's z₀, one of the reference model over the 2B rows for TDPO's
+  sequential KL.
 
 FLOPs follow Kaplan et al. 2020 ("Scaling Laws for Neural Language Models", §2.1,
 https://arxiv.org/abs/2001.08361): a forward costs 2·N per token, N the non-embedding
@@ -23,8 +23,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from p2o.losses import MethodSpec
+from p2o.config.methods import MethodSpec
 from p2o.model.tokenize import TokenizedSplit
+from p2o.training.inputs import step_inputs
+from p2o.training.preference import method_inputs
+from p2o.training.schedule import epoch_batches
 
 
 @dataclass
@@ -54,16 +57,28 @@ def model_size(model) -> tuple[int, int, int]:
     return body, model.config.hidden_size, model.config.vocab_size
 
 
-def training_compute(splits: Sequence[TokenizedSplit], batch_size: int, epochs: int, seed: int,
-                     method: MethodSpec, reference_forwards: int = 0) -> Compute:
-    """Replay the batch schedule of ``train_preference`` and count its work (see the module)."""
-    from p2o.training.loop import epoch_batches
+def rows_work(split: TokenizedSplit, index: Sequence[int], rows: str) -> tuple[int, int]:
+    """(tokens through the body, tokens through the LM head) of one forward over a batch's rows:
+    ``pairs`` (the 2B chosen and rejected rows) or ``mismatched`` (the B mismatched rows)."""
+    if rows == "pairs":
+        return (sum(split.n_tokens(i) for i in index),
+                sum(len(split.chosen[i]) + len(split.rejected[i]) for i in index))
+    if rows == "mismatched":
+        return (sum(len(split.prompt[i]) + len(split.mismatched_response(i)) for i in index),
+                sum(len(split.mismatched_response(i)) for i in index))
+    raise ValueError(f"unknown rows {rows!r}")
 
+
+def training_compute(splits: Sequence[TokenizedSplit], batch_size: int, epochs: int, seed: int,
+                     method: MethodSpec) -> Compute:
+    """Replay the batch schedule of ``train_preference`` and count its work (see the module): K policy
+    forward + backward passes over the pairs per batch, plus the extra forwards that the loss's
+    declared inputs cost (``StepInput.forwards``)."""
+    forwards = [f for s in step_inputs(method_inputs(method)).values() for f in s.forwards]
     c = Compute()
     k = method.inner_steps
     for _, split, index in epoch_batches(splits, batch_size, epochs, seed):
-        tokens = sum(split.n_tokens(i) for i in index)  # both rows of every pair
-        head = sum(len(split.chosen[i]) + len(split.rejected[i]) for i in index)
+        tokens, head = rows_work(split, index, "pairs")
         c.optimizer_steps += k
         c.forward_passes += k
         c.backward_passes += k
@@ -71,13 +86,11 @@ def training_compute(splits: Sequence[TokenizedSplit], batch_size: int, epochs: 
         c.forward_head_tokens += k * head
         c.backward_tokens += k * tokens
         c.backward_head_tokens += k * head
-        if method.needs_kl_rows:
+        for _, rows in forwards:
+            extra, extra_head = rows_work(split, index, rows)
             c.forward_passes += 1
-            c.forward_tokens += sum(len(split.prompt[i]) + len(split.kl_response(i)) for i in index)
-            c.forward_head_tokens += sum(len(split.kl_response(i)) for i in index)
-        c.forward_passes += reference_forwards
-        c.forward_tokens += reference_forwards * tokens
-        c.forward_head_tokens += reference_forwards * head
+            c.forward_tokens += extra
+            c.forward_head_tokens += extra_head
     return c
 
 

@@ -16,16 +16,15 @@ margin or reward centring). Its held-out accuracy is the fraction of pairs with 
 strictly (a tie is a miss, as for the implicit reward in ``p2o.model.evaluate``). The head starts as
 N(0, 1/(d + 1)) with no bias, as in Ziegler et al. 2019 (a bias cancels in r_w − r_l).
 
-Training reuses the preference loop's parts (``p2o.training.loop``: AdamW with warm-up and cosine decay,
-clipping, non-finite steps skipped, resumable checkpoints, tqdm bar plus JSONL records), so the
-reward model and DPO trained on the same pairs differ only in the loss and the model.
+Training runs on the loop skeleton every trainer shares (``p2o.training.loop``: AdamW with warm-up and
+cosine decay, clipping, non-finite steps skipped, resumable checkpoints, tqdm bar plus JSONL records),
+so the reward model and DPO trained on the same pairs differ only in the loss and the model.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -36,7 +35,7 @@ from tqdm.auto import tqdm
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_dir, read_json, write_json
 from p2o.model.tokenize import SequenceBatch, TokenizedSplit, batch_indices, collate_pairs
-from p2o.training.loop import Checkpoint, Optimizer, StepLog, autocast, epoch_batches, finite, n_batches
+from p2o.training.loop import StepOutput, autocast, train_loop
 
 HEAD_FILE = "reward_head.pt"
 META_FILE = "reward_model.json"
@@ -126,27 +125,15 @@ def train_reward_model(model: RewardModel, splits: Sequence[TokenizedSplit], cfg
     in preference training); one optimizer step per batch of pairs."""
     torch.manual_seed(seed)
     model.train(cfg.dropout)
-    total = cfg.epochs * n_batches(splits, cfg.batch_size)
-    opt, steps = Optimizer(model, cfg, total), StepLog(log, total, "reward model", cfg.log_every)
-    ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log,
-                      {"job": "reward_model", "seed": seed, "total": total})
-    done = ckpt.restore()
-    steps.resume_at(opt.steps)
-    record: dict = {}
-    batches = epoch_batches(splits, cfg.batch_size, cfg.epochs, seed)
-    for n, (epoch, split, index) in enumerate(itertools.islice(batches, done, None), start=done + 1):
+
+    def batch_steps(split: TokenizedSplit, index: list[int]) -> Iterator[StepOutput]:
         with autocast(cfg, device):
             chosen, rejected = pair_rewards(model, split, index, pad_id, device)  # (B,), (B,)
         loss, metrics = bradley_terry_loss(chosen.float(), rejected.float())
-        grad_norm, lr, skipped = opt.step(loss)
-        record = finite({"epoch": epoch, "dataset": split.dataset, "loss": loss.item(),
-                         **{k: v.item() for k, v in metrics.items()}, "grad_norm": grad_norm, "lr": lr,
-                         "skipped": skipped})
-        steps.step(opt.steps, sum(split.n_tokens(i) for i in index), dict(record))
-        ckpt.after_batch(n)
-    steps.close()
-    ckpt.finish()
-    return {"steps": opt.steps, "nonfinite_skipped": opt.skipped, **record}
+        yield StepOutput(loss, sum(split.n_tokens(i) for i in index), metrics)
+
+    return train_loop(model, splits, cfg, seed, batch_steps, run={"job": "reward_model"}, desc="reward model",
+                      log=log, checkpoint=checkpoint)
 
 
 @torch.inference_mode()

@@ -1,0 +1,85 @@
+"""The loss registry: every loss is found by name, with the inputs and hyper-parameters it declares.
+
+A loss is a pure function ``fn(policy, reference, *<inputs>, **<hyper-parameters>) -> (loss, metrics)``
+of per-sequence log-prob tensors. ``@register`` beside the function states what it needs:
+
+- ``inputs``: tensors beyond the policy's and the reference's ``PairLogps`` of the batch, by name,
+  each with the hyper-parameter values under which it is read (``{}``: always), e.g. P²O's
+  ``{"snapshot": {}}`` or KTO's ``{"policy_mismatched": {"ref_point": "mismatched"}, ...}``. The
+  training step computes exactly the declared inputs (``p2o.training.inputs``) and passes them by
+  keyword; FLOP accounting follows from the same names.
+- ``hparams``: one ``Param`` per keyword-only hyper-parameter (help, bounds or choices); the default
+  is the function's own keyword default, so it is written once.
+
+This module imports no tensor library; the config layer validates ``methods.*`` against a catalogue
+generated from it (``python -m p2o.docs``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from p2o.config.fields import Param
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: its function, declared inputs and hyper-parameters, paper and TRL name."""
+
+    name: str
+    fn: Callable[..., Any]
+    hparams: dict[str, Param] = field(default_factory=dict)
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paper: str = ""
+    trl: str = "—"
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """Hyper-parameter defaults, in signature order."""
+        return {name: p.default for name, p in self.hparams.items()}
+
+    def inputs_for(self, hparams: dict[str, Any]) -> tuple[str, ...]:
+        """The inputs the loss reads under ``hparams`` (missing keys take their defaults)."""
+        values = {**self.hyperparameters, **hparams}
+        return tuple(name for name, when in self.inputs.items()
+                     if all(values.get(k) == v for k, v in when.items()))
+
+
+LOSSES: dict[str, LossSpec] = {}
+
+
+def hp(help: str, *, choices: tuple[str, ...] = (), **bounds: float) -> Param:
+    """A hyper-parameter's declaration for ``register``: help and bounds or choices (the default
+    comes from the function's signature)."""
+    return Param(None, help, tuple(bounds.items()), tuple(choices))
+
+
+def register(name: str, *, paper: str, trl: str = "—", inputs: dict[str, dict[str, Any]] | None = None,
+             **hparams: Param) -> Callable:
+    """Register the decorated loss as ``name``; each hyper-parameter's ``Param`` takes the function's
+    keyword default as its default. Signature and declaration must name the same keywords."""
+
+    def add(fn: Callable) -> Callable:
+        params = inspect.signature(fn).parameters
+        keywords = {n: p.default for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n not in (inputs or {})}
+        if set(keywords) != set(hparams):
+            raise TypeError(f"loss {name!r}: keyword-only parameters {sorted(keywords)} differ from the declared "
+                            f"hyper-parameters {sorted(hparams)}")
+        missing = set(inputs or {}) - set(params)
+        if missing:
+            raise TypeError(f"loss {name!r}: declared inputs {sorted(missing)} are not parameters of {fn.__name__}")
+        declared = {n: Param(keywords[n], hparams[n].help, hparams[n].bounds, hparams[n].choices) for n in keywords}
+        LOSSES[name] = LossSpec(name, fn, declared, dict(inputs or {}), paper, trl)
+        return fn
+
+    return add
+
+
+def get_loss(name: str) -> LossSpec:
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise KeyError(f"unknown loss {name!r}; valid losses: {sorted(LOSSES)}") from None

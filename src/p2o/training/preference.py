@@ -1,0 +1,91 @@
+"""Preference training of one method against the precomputed reference log-probs.
+
+Each batch gets ``method.inner_steps`` optimizer steps (K; P²O and PKTO train K steps against a
+snapshot of the policy taken at the batch's first inner step). A step runs one policy forward over the
+batch's 2B chosen and rejected rows, computes the inputs the method's loss declares
+(``p2o.training.inputs``), and passes them to the loss by keyword; the loop skeleton
+(``p2o.training.loop``) does the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from p2o.config import OptimConfig
+from p2o.config.methods import MethodSpec
+from p2o.io import JsonlLog
+from p2o.losses import get_loss
+from p2o.model.reference import ReferenceLogps
+from p2o.model.tokenize import TokenizedSplit, collate_pairs
+from p2o.training.inputs import StepContext, needs_reference_model, step_inputs
+from p2o.training.loop import StepOutput, autocast, train_loop
+
+
+def method_inputs(method: MethodSpec) -> tuple[str, ...]:
+    """The inputs the method's loss reads under its hyper-parameters."""
+    return get_loss(method.loss).inputs_for(method.hparams)
+
+
+def train_preference(
+    model,
+    splits: Sequence[TokenizedSplit],
+    references: dict[str, ReferenceLogps],
+    method: MethodSpec,
+    cfg: OptimConfig,
+    seed: int,
+    pad_id: int,
+    log: JsonlLog | None = None,
+    device: str = "cpu",
+    evaluator: Callable[[object], dict[str, dict]] | None = None,
+    checkpoint: str | Path | None = None,
+    reference_model=None,
+) -> dict:
+    """Train ``model`` with ``method`` on ``splits`` against the precomputed reference log-probs.
+
+    ``evaluator(model) -> {split: metrics}``, if given, runs every ``cfg.eval_every`` optimizer
+    steps and at the end; its records go to the same log with ``kind = "eval"``.
+
+    ``reference_model`` is read only by methods whose inputs run the reference model inside the step
+    (TDPO's ``seq_kl``): the frozen SFT model, the one the precomputed reference log-probs came from; it
+    is put in eval mode with gradients off. If it is None such a method uses a copy of ``model`` taken on
+    entry, before any checkpoint is restored, which is right because ``model`` enters as the SFT model.
+    Every batch checks the in-step reference against the precomputed log-probs (``reference/logp_gap``,
+    logged); the reference runs one forward (no gradient) per batch, whatever ``method.inner_steps``.
+    """
+    torch.manual_seed(seed)
+    loss_fn, needs = get_loss(method.loss).fn, method_inputs(method)
+    inputs = step_inputs(needs)
+    if needs_reference_model(needs):
+        reference_model = copy.deepcopy(model) if reference_model is None else reference_model
+        reference_model.eval().requires_grad_(False)
+    model.train(cfg.dropout)
+    with_mismatched = any(s.rows == "mismatched" for s in inputs.values())
+
+    def batch_steps(split: TokenizedSplit, index: list[int]) -> Iterator[StepOutput]:
+        batch = collate_pairs(split, index, pad_id, with_mismatched=with_mismatched).to(device)
+        ctx = StepContext(model, reference_model, batch, references[split.dataset], device)
+        for inner in range(method.inner_steps):
+            with autocast(cfg, device):
+                policy = ctx.policy()  # (B,) fields; one forward for chosen + rejected
+                values = {name: ctx.get(name) for name in needs}
+            loss, metrics = loss_fn(policy, ctx.reference, **values, **method.hparams)
+            metrics.update(ctx.metrics)
+            extra_rows = batch.mismatched.n_tokens if batch.mismatched is not None and inner == 0 else 0
+            yield StepOutput(loss, batch.pairs.n_tokens + extra_rows, metrics, {"inner_step": inner})
+            ctx.next_step()
+
+    evaluate = None
+    if evaluator is not None and log is not None:
+        def evaluate(step: int) -> None:
+            model.eval()
+            for split_name, metrics in evaluator(model).items():
+                log.write({"kind": "eval", "step": step, "dataset": split_name, **metrics})
+            model.train(cfg.dropout)
+
+    return train_loop(model, splits, cfg, seed, batch_steps, run={"job": "train", "method": method.name},
+                      desc=f"train {method.name}", steps_per_batch=method.inner_steps, log=log,
+                      checkpoint=checkpoint, evaluate=evaluate)
