@@ -178,3 +178,19 @@ def test_paper_config_plans_the_reward_model_experiment(tmp_path):
     for rule in ("rm_prepare", "rm_reference", "rm_evaluate"):
         assert sorted(w["dataset"] for r, w in jobs if r == rule) == sorted(rm["datasets"]), rule
     assert {r for r, _ in jobs} >= {"rm_aggregate", "rm_figure", "rm_table", "rm_numbers", "paper"}
+
+
+def test_rules_and_command_line_share_one_results_layout():
+    """p2o.stages.layout: a wildcard is an argument like any other, so one function gives the
+    rule's pattern and a job's path; the command line uses it under --workdir."""
+    from p2o.stages.layout import Layout
+
+    layout = Layout()
+    assert layout.train("{method}", "{seed}").model == "results/train/{method}/seed{seed}/model"
+    assert layout.train("p2o", 1).summary == "results/train/p2o/seed1/summary.json"
+    assert layout.evaluate("{method}", "{seed}", "{dataset}") == "results/evaluate/{method}/seed{seed}/{dataset}.json"
+    assert layout.rm_evaluate("uf", 16, 41, "rm") == "results/rm_experiment/uf/n16/seed41/rm/eval.json"
+    assert Layout("./runs/").reference("hh", "eval") == "runs/reference/hh_eval.pt"
+    rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    assert not re.search(r"[\"']results/", rules)  # every results path comes from the layout
+

@@ -1,14 +1,14 @@
 rule aggregate:
     input:
         evaluations=evaluation_files(),
-        logs=training_files("log.jsonl"),
-        summaries=training_files("summary.json"),
+        logs=training_files("log"),
+        summaries=training_files("summary"),
     output:
-        metrics="results/aggregate/metrics.csv",
-        summary="results/aggregate/summary.csv",
-        curves="results/aggregate/curves.csv",
-        runs="results/aggregate/runs.csv",
-        significance="results/aggregate/significance.csv",
+        metrics=layout.aggregate("metrics"),
+        summary=layout.aggregate("summary"),
+        curves=layout.aggregate("curves"),
+        runs=layout.aggregate("runs"),
+        significance=layout.aggregate("significance"),
     params:
         comparisons=comparisons(),
         datasets=DATASETS,

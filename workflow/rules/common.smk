@@ -7,6 +7,8 @@ from snakemake.utils import validate
 
 from p2o.config import ConfigError, config_from_dict
 from p2o.data.sources import looks_local
+from p2o.report.names import REWARD_MODEL
+from p2o.stages.layout import Layout
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -54,21 +56,26 @@ def section(obj):
     return dataclasses.asdict(obj)
 
 
+# Every results path (p2o.stages.layout, shared with the p2o command line); rules pass wildcards as
+# arguments, e.g. layout.train("{method}", "{seed}").model.
+layout = Layout("results")
+
+
 # ---------------------------------------------------------------- data
 
 
-def raw_source(wildcards):
+def get_raw_source(wildcards):
     """The local raw file a dataset is read from, if any (hub sources have no file input)."""
     source = CFG.data.datasets[wildcards.dataset].source
     return [source] if looks_local(source) else []
 
 
-def download_params(wildcards):
+def get_download_params(wildcards):
     ds = CFG.data.datasets[wildcards.dataset]
     return {"source": ds.source, "split": ds.split, "data_dir": ds.data_dir, "revision": ds.revision}
 
 
-def prepare_params(wildcards):
+def get_prepare_params(wildcards):
     ds = CFG.data.datasets[wildcards.dataset]
     data = CFG.data
     return {"format": ds.format, "min_score_ratio": ds.min_score_ratio, "n_train": data.n_train,
@@ -76,24 +83,29 @@ def prepare_params(wildcards):
 
 
 def split_files(part):
-    return [f"results/data/{d}/{part}.jsonl" for d in DATASETS]
+    return [layout.split(d, part) for d in DATASETS]
 
 
 def reference_files(part):
-    return [f"results/reference/{d}_{part}.pt" for d in DATASETS]
+    return [layout.reference(d, part) for d in DATASETS]
+
+
+def base_model_inputs():
+    """The tiny model trains its tokenizer on the training splits; a hub model reads nothing."""
+    return split_files("train") if CFG.model.name_or_path == "tiny" else []
 
 
 # ---------------------------------------------------------------- training and evaluation
 
 
-def train_inputs(wildcards):
-    inputs = {"model": "results/sft/model", "splits": split_files("train"), "references": reference_files("train")}
+def get_train_inputs(wildcards):
+    inputs = {"model": layout.sft.model, "splits": split_files("train"), "references": reference_files("train")}
     if CFG.train.eval_every > 0:  # held-out curves during training
         inputs.update(eval_splits=split_files("eval"), eval_references=reference_files("eval"))
     return inputs
 
 
-def train_params(wildcards):
+def get_train_params(wildcards):
     params = {"method": section(CFG.method(wildcards.method)), "train": section(CFG.train),
               "tokenize": section(CFG.tokenize), "datasets": DATASETS}
     if CFG.train.eval_every > 0:
@@ -102,15 +114,70 @@ def train_params(wildcards):
 
 
 def evaluation_files(method=METHODS, seed=SEEDS, dataset=DATASETS):
-    return expand("results/evaluate/{method}/seed{seed}/{dataset}.json", method=method, seed=seed, dataset=dataset)
+    return expand(layout.evaluate("{method}", "{seed}", "{dataset}"), method=method, seed=seed, dataset=dataset)
 
 
 def training_files(name):
-    return expand("results/train/{method}/seed{seed}/{name}", method=METHODS, seed=SEEDS, name=name)
+    """``log`` or ``summary`` of every training run."""
+    return expand(getattr(layout.train("{method}", "{seed}"), name), method=METHODS, seed=SEEDS)
+
+
+# ---------------------------------------------------------------- reward model versus DPO (rules/reward.smk)
+
+RM = CFG.rm_experiment
+RM_DATASETS = RM.dataset_names(CFG.data)
+RM_POLICY = RM.method  # the policy's folder name and label
+RM_MODELS = [REWARD_MODEL, RM_POLICY]
+RM_CELLS = [(size, seed) for size in RM.sizes for seed in RM.seeds]
+# The main training split is the first data.n_train pairs of the hash order; a larger N needs a larger
+# pool, prepared by the same rule with the same salt and n_eval (so the held-out pairs are the same).
+RM_OWN_POOL = max(RM.sizes) > CFG.data.n_train
+
+
+def rm_optim(lr):
+    """The `train` optimiser with the experiment's epochs and no held-out curves."""
+    return section(dataclasses.replace(CFG.train, epochs=RM.epochs, eval_every=0, lr=lr))
+
+
+def get_rm_pool(wildcards):
+    """The training pool a subset is cut from, and the manifests whose held-out splits must agree."""
+    d = wildcards.dataset
+    if RM_OWN_POOL:
+        return {"split": layout.rm_pool(d, "train.jsonl"), "reference": layout.rm_pool(d, "reference_train.pt"),
+                "manifest": layout.rm_pool(d, "manifest.json"), "main_manifest": layout.manifest(d)}
+    return {"split": layout.split(d, "train"), "reference": layout.reference(d, "train"),
+            "manifest": layout.manifest(d), "main_manifest": layout.manifest(d)}
+
+
+def get_rm_prepare_params(wildcards):
+    return {**get_prepare_params(wildcards), "n_train": max(RM.sizes)}
+
+
+def get_rm_policy_params(wildcards):
+    """What scripts/train.py reads (as get_train_params), for the experiment's policy."""
+    return {"method": section(CFG.method(RM_POLICY)), "train": rm_optim(CFG.train.lr),
+            "tokenize": section(CFG.tokenize), "datasets": [wildcards.dataset]}
+
+
+def rm_runs(model, name, dataset="{dataset}"):
+    """``name`` (``model``, ``eval``) of ``model`` for every size and seed of ``dataset``."""
+    if name == "eval":
+        return [layout.rm_evaluate(dataset, size, seed, model) for size, seed in RM_CELLS]
+    return [getattr(layout.rm_run(dataset, size, seed, model), name) for size, seed in RM_CELLS]
+
+
+def rm_evaluation_files():
+    return [f for d in RM_DATASETS for model in RM_MODELS for f in rm_runs(model, "eval", d)]
+
+
+# ---------------------------------------------------------------- report and paper
+
+TABLES = DATASETS + ["all"] + (["matched"] if MATCHED_METHODS else [])  # "matched": the compute-matched table
+FIGURES = ["training_curves", "heldout_curves", "final_metrics", "tradeoff"]
 
 
 # ---------------------------------------------------------------- targets
 
 
 def final_outputs():
-    return ["results/paper/main.pdf"]
+    return [layout.pdf]

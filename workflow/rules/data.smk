@@ -1,8 +1,8 @@
 rule demo_data:
     output:
-        hh="results/demo/raw/hh.jsonl",
-        shp="results/demo/raw/shp.jsonl",
-        uf="results/demo/raw/ultrafeedback.jsonl",
+        hh=layout.demo_raw("hh.jsonl"),
+        shp=layout.demo_raw("shp.jsonl"),
+        uf=layout.demo_raw("ultrafeedback.jsonl"),
     params:
         n_prompts=300,
         seed=0,
@@ -14,11 +14,11 @@ rule demo_data:
 
 rule download:
     input:
-        raw_source,
+        get_raw_source,
     output:
-        "results/raw/{dataset}.jsonl",
+        layout.raw("{dataset}"),
     params:
-        dataset=download_params,
+        dataset=get_download_params,
     log:
         "logs/download/{dataset}.log",
     script:
@@ -27,13 +27,13 @@ rule download:
 
 rule prepare:
     input:
-        "results/raw/{dataset}.jsonl",
+        layout.raw("{dataset}"),
     output:
-        train="results/data/{dataset}/train.jsonl",
-        eval="results/data/{dataset}/eval.jsonl",
-        manifest="results/data/{dataset}/manifest.json",
+        train=layout.split("{dataset}", "train"),
+        eval=layout.split("{dataset}", "eval"),
+        manifest=layout.manifest("{dataset}"),
     params:
-        prepare=prepare_params,
+        prepare=get_prepare_params,
     log:
         "logs/prepare/{dataset}.log",
     script:

@@ -1,11 +1,11 @@
 rule evaluate:
     input:
-        policy="results/train/{method}/seed{seed}/model",
-        model="results/sft/model",
-        split="results/data/{dataset}/eval.jsonl",
-        reference="results/reference/{dataset}_eval.pt",
+        policy=layout.train("{method}", "{seed}").model,
+        model=layout.sft.model,
+        split=layout.split("{dataset}", "eval"),
+        reference=layout.reference("{dataset}", "eval"),
     output:
-        "results/evaluate/{method}/seed{seed}/{dataset}.json",
+        layout.evaluate("{method}", "{seed}", "{dataset}"),
     params:
         tokenize=section(CFG.tokenize),
         evaluate=section(CFG.evaluate),

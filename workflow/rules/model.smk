@@ -1,8 +1,8 @@
 rule init_model:
     input:
-        splits=split_files("train") if CFG.model.name_or_path == "tiny" else [],
+        splits=base_model_inputs(),
     output:
-        directory("results/base"),
+        directory(layout.base),
     params:
         model=section(CFG.model),
         seed=0,
@@ -14,12 +14,12 @@ rule init_model:
 
 rule sft:
     input:
-        base="results/base",
+        base=layout.base,
         splits=split_files("train"),
     output:
-        model=directory("results/sft/model"),
-        log="results/sft/log.jsonl",
-        summary="results/sft/summary.json",
+        model=directory(layout.sft.model),
+        log=layout.sft.log,
+        summary=layout.sft.summary,
     params:
         sft=section(CFG.sft),
         tokenize=section(CFG.tokenize),

@@ -1,18 +1,14 @@
-TABLES = DATASETS + ["all"] + (["matched"] if MATCHED_METHODS else [])  # "matched": the compute-matched table
-FIGURES = ["training_curves", "heldout_curves", "final_metrics", "tradeoff"]
-
-
 rule tables:
     input:
-        summary="results/aggregate/summary.csv",
-        runs="results/aggregate/runs.csv",
-        significance="results/aggregate/significance.csv",
+        summary=layout.aggregate("summary"),
+        runs=layout.aggregate("runs"),
+        significance=layout.aggregate("significance"),
     output:
-        tex=expand("results/paper/generated/table_{table}.tex", table=TABLES),
-        compute="results/paper/generated/table_compute.tex",
-        index="results/paper/generated/tables.tex",
+        tex=[layout.generated(f"table_{table}.tex") for table in TABLES],
+        compute=layout.generated("table_compute.tex"),
+        index=layout.generated("tables.tex"),
         csv=report(
-            expand("results/tables/{table}.csv", table=TABLES),
+            [layout.table(table) for table in TABLES],
             caption="../report/tables.rst",
             category="Tables",
         ),
@@ -32,15 +28,11 @@ rule tables:
 
 rule figures:
     input:
-        summary="results/aggregate/summary.csv",
-        curves="results/aggregate/curves.csv",
+        summary=layout.aggregate("summary"),
+        curves=layout.aggregate("curves"),
     output:
         **{
-            name: report(
-                f"results/paper/generated/{name}.pdf",
-                caption=f"../report/{name}.rst",
-                category="Figures",
-            )
+            name: report(layout.generated(f"{name}.pdf"), caption=f"../report/{name}.rst", category="Figures")
             for name in FIGURES
         },
     params:
@@ -54,14 +46,14 @@ rule figures:
 
 rule paper_numbers:
     input:
-        summary="results/aggregate/summary.csv",
-        runs="results/aggregate/runs.csv",
-        manifests=expand("results/data/{dataset}/manifest.json", dataset=DATASETS),
-        train_summary=expand("results/train/{method}/seed{seed}/summary.json", method=METHODS[0], seed=SEEDS[0]),
+        summary=layout.aggregate("summary"),
+        runs=layout.aggregate("runs"),
+        manifests=[layout.manifest(d) for d in DATASETS],
+        train_summary=[layout.train(METHODS[0], SEEDS[0]).summary],
     output:
-        numbers="results/paper/generated/numbers.tex",
-        setup="results/paper/generated/setup.tex",
-        findings="results/paper/generated/findings.tex",
+        numbers=layout.generated("numbers.tex"),
+        setup=layout.generated("setup.tex"),
+        findings=layout.generated("findings.tex"),
     params:
         model=CFG.model.name_or_path,
         methods=MAIN_METHODS,
@@ -79,15 +71,15 @@ rule paper:
         tables=rules.tables.output.tex,
         table_index=rules.tables.output.index,
         compute_table=rules.tables.output.compute,
-        figures=[f"results/paper/generated/{name}.pdf" for name in FIGURES],
+        figures=[layout.generated(f"{name}.pdf") for name in FIGURES],
         numbers=rules.paper_numbers.output,
-        rm_experiment=RM_PAPER_INPUTS,
+        rm_experiment=[layout.generated(name) for name in ("rm_vs_dpo.pdf", "table_rm_experiment.tex", "rm_experiment.tex")],
     output:
-        report("results/paper/main.pdf", caption="../report/paper.rst", category="Paper"),
+        report(layout.pdf, caption="../report/paper.rst", category="Paper"),
     log:
         "logs/paper.log",
     shell:
         # built in .latex/ and moved into place: a killed build never leaves a main.pdf behind
-        "(cp {input.tex} {input.bib} results/paper/ && cd results/paper && "
+        f"(cp {{input.tex}} {{input.bib}} {layout.paper}/ && cd {layout.paper} && "
         "latexmk -pdf -interaction=nonstopmode -halt-on-error -outdir=.latex main.tex && "
         "mv .latex/main.pdf main.pdf) > {log} 2>&1"

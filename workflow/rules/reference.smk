@@ -1,9 +1,9 @@
 rule reference:
     input:
-        model="results/sft/model",
-        split="results/data/{dataset}/{part}.jsonl",
+        model=layout.sft.model,
+        split=layout.split("{dataset}", "{part}"),
     output:
-        "results/reference/{dataset}_{part}.pt",
+        layout.reference("{dataset}", "{part}"),
     params:
         tokenize=section(CFG.tokenize),
         batch_size=CFG.evaluate.batch_size,

@@ -1,12 +1,12 @@
 rule train:
     input:
-        unpack(train_inputs),
+        unpack(get_train_inputs),
     output:
-        model=directory("results/train/{method}/seed{seed}/model"),
-        log="results/train/{method}/seed{seed}/log.jsonl",
-        summary="results/train/{method}/seed{seed}/summary.json",
+        model=directory(layout.train("{method}", "{seed}").model),
+        log=layout.train("{method}", "{seed}").log,
+        summary=layout.train("{method}", "{seed}").summary,
     params:
-        train_params,
+        get_train_params,
     threads: MODEL_THREADS
     resources:
         gpu=1,
