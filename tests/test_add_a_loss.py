@@ -22,7 +22,6 @@ import p2o.training.inputs
 import p2o.training.loop
 import p2o.training.preference
 from p2o.config import OptimConfig, config_from_dict
-from p2o.config.methods import LossEntry
 from p2o.io import JsonlLog
 from p2o.losses import LOSSES, dpo_margin, register, reward_metrics
 from p2o.losses.common import BETA
@@ -65,10 +64,9 @@ def throwaway(monkeypatch):
         metrics["throwaway/drift"] = drift.detach()
         return -F.logsigmoid(margin - 0.01 * length_gap).mean() + gamma * drift, metrics
 
-    spec = p2o.losses.registry.LOSSES["throwaway"]
-    entry = LossEntry(spec.name, spec.hparams, spec.inputs, spec.paper, spec.trl)
-    real_catalogue = p2o.config.methods.catalogue
-    monkeypatch.setattr(p2o.config.methods, "catalogue", lambda: {**real_catalogue(), "throwaway": entry})
+    real_catalogue = p2o.config.methods.catalogue  # a registered loss is its own catalogue entry
+    monkeypatch.setattr(p2o.config.methods, "catalogue",
+                        lambda: {**real_catalogue(), "throwaway": p2o.losses.registry.LOSSES["throwaway"]})
     return calls
 
 

@@ -10,7 +10,9 @@ import torch
 
 from p2o.config import ModelConfig, OptimConfig, TinyModelConfig, TokenizeConfig
 from p2o.io import JsonlLog
-from p2o.losses import LOSSES, LossSpec, MethodSpec, dpo
+import p2o.losses.registry
+from p2o.losses import LOSSES, MethodSpec, dpo, register
+from p2o.losses.common import BETA
 from p2o.model.loading import build_tiny_model, train_bpe_tokenizer
 from p2o.model.reference import compute_reference_logps
 from p2o.model.tokenize import tokenize_pairs
@@ -77,8 +79,13 @@ def nan_on(calls_to_poison):
     return fn
 
 
+def register_nan_dpo(monkeypatch, calls_to_poison: set[int]) -> None:
+    monkeypatch.setattr(p2o.losses.registry, "LOSSES", dict(LOSSES))
+    register("nan_dpo", paper="a test", beta=BETA)(nan_on(calls_to_poison))
+
+
 def test_non_finite_steps_are_skipped_counted_and_logged(setup, tmp_path, monkeypatch):
-    monkeypatch.setitem(LOSSES, "nan_dpo", LossSpec("nan_dpo", nan_on({2})))
+    register_nan_dpo(monkeypatch, {2})
     tok, model, splits, refs = setup
     optim = OptimConfig(lr=1e-2, batch_size=2, epochs=1, warmup_ratio=0.0, max_nonfinite_frac=0.5)
     policy, result, train = run(setup, MethodSpec("nan", "nan_dpo", {"beta": 0.5}), tmp_path, optim)
@@ -91,7 +98,7 @@ def test_non_finite_steps_are_skipped_counted_and_logged(setup, tmp_path, monkey
 
 
 def test_too_many_non_finite_steps_stop_training(setup, tmp_path, monkeypatch):
-    monkeypatch.setitem(LOSSES, "nan_dpo", LossSpec("nan_dpo", nan_on({1, 2})))
+    register_nan_dpo(monkeypatch, {1, 2})
     optim = OptimConfig(lr=1e-2, batch_size=2, epochs=1, warmup_ratio=0.0, max_nonfinite_frac=0.25)
     with pytest.raises(NonFiniteLossError, match=r"2 of 2 optimizer steps.*train\.max_nonfinite_frac = 0\.25"):
         run(setup, MethodSpec("nan", "nan_dpo", {"beta": 0.5}), tmp_path, optim)

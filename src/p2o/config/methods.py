@@ -37,9 +37,14 @@ class LossEntry:
     paper: str
     trl: str
 
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """Hyper-parameter defaults, in declaration order."""
+        return {k: p.default for k, p in self.hparams.items()}
+
     def inputs_for(self, hparams: dict[str, Any]) -> tuple[str, ...]:
         """The inputs the loss reads under ``hparams`` (missing keys take their defaults)."""
-        values = {**{k: p.default for k, p in self.hparams.items()}, **hparams}
+        values = {**self.hyperparameters, **hparams}
         return tuple(name for name, when in self.inputs.items() if all(values.get(k) == v for k, v in when.items()))
 
 
@@ -105,7 +110,7 @@ class MethodSpec:
 
 def default_method(loss: str) -> MethodSpec:
     """A registered loss as a method of the same name, with its default hyper-parameters."""
-    return MethodSpec(name=loss, loss=loss, hparams={k: p.default for k, p in loss_entry(loss).hparams.items()})
+    return MethodSpec(name=loss, loss=loss, hparams=loss_entry(loss).hyperparameters)
 
 
 def method_spec(cfg, name: str) -> MethodSpec:
@@ -127,7 +132,7 @@ def method_spec(cfg, name: str) -> MethodSpec:
         raise ConfigError(f"config key '{key}.inner_steps' must be an integer >= 1, got {inner_steps!r}")
     METHOD_KEYS["inner_steps"].check_bounds(inner_steps, f"{key}.inner_steps")
     declared = losses[loss].hparams
-    hparams = {k: p.default for k, p in declared.items()}
+    hparams = losses[loss].hyperparameters
     for k, v in entry.items():
         if k not in declared:
             raise ConfigError(f"config key '{key}.{k}' is unknown for loss {loss!r}; valid keys: "

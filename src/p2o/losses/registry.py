@@ -19,33 +19,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from p2o.config.fields import Param
+from p2o.config.methods import LossEntry
 
 
 @dataclass(frozen=True)
-class LossSpec:
-    """A registered loss: its function, declared inputs and hyper-parameters, paper and TRL name."""
+class LossSpec(LossEntry):
+    """A registered loss: the catalogue's entry (hyper-parameters, inputs, paper, TRL name) and its function."""
 
-    name: str
     fn: Callable[..., Any]
-    hparams: dict[str, Param] = field(default_factory=dict)
-    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    paper: str = ""
-    trl: str = "—"
-
-    @property
-    def hyperparameters(self) -> dict[str, Any]:
-        """Hyper-parameter defaults, in signature order."""
-        return {name: p.default for name, p in self.hparams.items()}
-
-    def inputs_for(self, hparams: dict[str, Any]) -> tuple[str, ...]:
-        """The inputs the loss reads under ``hparams`` (missing keys take their defaults)."""
-        values = {**self.hyperparameters, **hparams}
-        return tuple(name for name, when in self.inputs.items()
-                     if all(values.get(k) == v for k, v in when.items()))
 
 
 LOSSES: dict[str, LossSpec] = {}
@@ -72,7 +57,7 @@ def register(name: str, *, paper: str, trl: str = "—", inputs: dict[str, dict[
         if missing:
             raise TypeError(f"loss {name!r}: declared inputs {sorted(missing)} are not parameters of {fn.__name__}")
         declared = {n: Param(keywords[n], hparams[n].help, hparams[n].bounds, hparams[n].choices) for n in keywords}
-        LOSSES[name] = LossSpec(name, fn, declared, dict(inputs or {}), paper, trl)
+        LOSSES[name] = LossSpec(name, declared, dict(inputs or {}), paper, trl, fn)
         return fn
 
     return add
