@@ -180,6 +180,36 @@ def test_paper_config_plans_the_reward_model_experiment(tmp_path):
     assert {r for r, _ in jobs} >= {"rm_aggregate", "rm_figure", "rm_table", "rm_numbers", "paper"}
 
 
+def test_paper_depends_on_every_generated_file_main_tex_reads(tmp_path):
+    """paper/main.tex is the one list of the paper's generated inputs (rules/common.smk scans it):
+    the paper rule depends on each file it reads, with the files their rules write beside them
+    (tables.tex inputs table_*.tex); commented-out lines are ignored; a file no rule writes stops
+    the dry run with its name."""
+    wd = checkout(tmp_path)
+
+    def paper_inputs():
+        out = snakemake(wd, "results/paper/main.pdf", "-n", "--forceall", "--configfile", "config/demo.yaml").stdout
+        line = out.split("rule paper:", 1)[1].split("input:", 1)[1].splitlines()[0]
+        return {p.strip() for p in line.split(",")}
+
+    tex = (wd / "paper" / "main.tex").read_text()
+    read = set(re.findall(r"\\(?:input|includegraphics)(?:\[[^\]]*\])?\{(generated/[^}]+)\}", tex))
+    assert {"generated/numbers.tex", "generated/tables.tex", "generated/rm_vs_dpo.pdf"} <= read
+    inputs = paper_inputs()
+    assert {f"results/paper/{name}" for name in read} <= inputs
+    assert {"results/paper/generated/table_hh.tex", "results/paper/generated/table_compute.tex"} <= inputs
+    assert {"paper/main.tex", "paper/refs.bib"} <= inputs
+
+    figure = next(line for line in tex.splitlines() if "generated/rm_vs_dpo.pdf" in line)
+    (wd / "paper" / "main.tex").write_text(tex.replace(figure, "%" + figure))
+    assert "results/paper/generated/rm_vs_dpo.pdf" not in paper_inputs()
+
+    (wd / "paper" / "main.tex").write_text(tex.replace("\\end{document}", "\\input{generated/nosuch.tex}\n\\end{document}"))
+    proc = snakemake(wd, "-n", "--configfile", "config/demo.yaml", check=False)
+    assert proc.returncode != 0 and "generated/nosuch.tex" in proc.stdout + proc.stderr
+    assert "no rule writes results/paper/generated/nosuch.tex" in proc.stdout + proc.stderr
+
+
 def test_rules_and_command_line_share_one_results_layout():
     """p2o.stages.layout: a wildcard is an argument like any other, so one function gives the
     rule's pattern and a job's path; the command line uses it under --workdir."""
@@ -194,3 +224,19 @@ def test_rules_and_command_line_share_one_results_layout():
     rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
     assert not re.search(r"[\"']results/", rules)  # every results path comes from the layout
 
+
+def test_report_description_lists_the_configured_methods():
+    """workflow/report/workflow.rst, rendered as `snakemake --report` renders it, names every method
+    of the run from the config (no count typed into it)."""
+    from jinja2 import Environment
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["method_order"], cfg["compute_matched"]["methods"] = ["dpo", "simpo"], []
+
+    class Snakemake:
+        config = cfg
+
+    template = (REPO / "workflow" / "report" / "workflow.rst").read_text()
+    text = Environment(trim_blocks=True, lstrip_blocks=True).from_string(template).render(snakemake=Snakemake)
+    assert "(dpo, simpo)" in text and "reruns" not in text and "hh, shp, uf" in text
+    assert not re.search(r"\b(five|5|fourteen|14) (losses|methods)\b", template)

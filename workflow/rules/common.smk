@@ -2,6 +2,8 @@
 # the config it reads, so that changing one method's hyper-parameter reruns that method alone.
 
 import dataclasses
+import re
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -174,6 +176,36 @@ def rm_evaluation_files():
 
 TABLES = DATASETS + ["all"] + (["matched"] if MATCHED_METHODS else [])  # "matched": the compute-matched table
 FIGURES = ["training_curves", "heldout_curves", "final_metrics", "tradeoff"]
+
+
+# paper/main.tex is the one list of the generated files the paper reads (after showyourwork): every
+# \input / \include / \includegraphics of a generated/ path, outside comments.
+PAPER_TEX = "paper/main.tex"
+GENERATED_READ = re.compile(r"\\(?:input|include|includegraphics)\s*(?:\[[^\]]*\])?\s*\{\s*(generated/[^}\s]+)\s*\}")
+
+
+def paper_reads(tex=PAPER_TEX):
+    """The generated/ paths ``tex`` reads, in order of appearance."""
+    text = re.sub(r"(?<!\\)%.*", "", Path(tex).read_text())
+    return list(dict.fromkeys(GENERATED_READ.findall(text)))
+
+
+def get_paper_generated(wildcards):
+    """Every generated file the paper reads: each one main.tex names and whatever else its rule writes
+    into generated/ (tables.tex \\inputs the table_*.tex written beside it). A name no rule writes
+    stops the run here, not in LaTeX."""
+    folder = Path(layout.generated("."))
+    files = []
+    for name in paper_reads():
+        path = layout.path("paper", name)
+        producers = [r for r in workflow.rules if r.is_producer(path)]
+        if not producers:
+            raise WorkflowError(f"{PAPER_TEX} reads {name}, but no rule writes {path} "
+                                f"(add one in workflow/rules/, or correct the name, extension included)")
+        for rule in producers:
+            written = [str(f) for f in rule.output] if not rule.has_wildcards() else [path]
+            files += [f for f in written if f == path or folder in Path(f).parents]
+    return list(dict.fromkeys(files))
 
 
 # ---------------------------------------------------------------- targets

@@ -1,3 +1,8 @@
+# Tables, figures and generated text from the aggregate tables only (restyling never retrains),
+# then the paper. The paper's generated inputs are the generated/ files paper/main.tex reads
+# (get_paper_generated in common.smk): main.tex is the one list of them.
+
+
 rule tables:
     input:
         summary=layout.aggregate("summary"),
@@ -66,14 +71,9 @@ rule paper_numbers:
 
 rule paper:
     input:
-        tex="paper/main.tex",
+        tex=PAPER_TEX,
         bib="paper/refs.bib",
-        tables=rules.tables.output.tex,
-        table_index=rules.tables.output.index,
-        compute_table=rules.tables.output.compute,
-        figures=[layout.generated(f"{name}.pdf") for name in FIGURES],
-        numbers=rules.paper_numbers.output,
-        rm_experiment=[layout.generated(name) for name in ("rm_vs_dpo.pdf", "table_rm_experiment.tex", "rm_experiment.tex")],
+        generated=get_paper_generated,
     output:
         report(layout.pdf, caption="../report/paper.rst", category="Paper"),
     log:
