@@ -63,10 +63,11 @@ def kto(
     policy_mismatched: Tensor | None = None,
     reference_mismatched: Tensor | None = None,
 ) -> tuple[Tensor, Metrics]:
-    """KTO on paired data: each chosen response is desirable, each rejected one undesirable.
+    """KTO: L = mean over the 2B responses of λ_D(1 − σ(β(r⁺ − z₀))) and λ_U(1 − σ(β(z₀ − r⁻))),
+    r = log π − log π_ref, z₀ the reference point.
 
-    L = mean over the 2B responses of λ_D(1 − σ(β(r⁺ − z₀))) and λ_U(1 − σ(β(z₀ − r⁻))),
-    r = log π − log π_ref, z₀ the reference point (``kto_reference_point``).
+    On paired data each chosen response is desirable and each rejected one undesirable; z₀ is
+    ``kto_reference_point``.
     Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic Optimization", eq. 7,
     https://arxiv.org/abs/2402.01306. TRL ``KTOTrainer`` with ``loss_type="kto"``.
     """

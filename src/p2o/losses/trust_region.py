@@ -146,10 +146,10 @@ def pkto(
     policy_mismatched: Tensor | None = None,
     reference_mismatched: Tensor | None = None,
 ) -> tuple[Tensor, Metrics]:
-    """PKTO: KTO's utilities inside P²O's clipped surrogate.
+    """PKTO: L = −log σ(min(ΔU, ΔU with clipped ρ)) + λ·KL, ΔU = λ_D·ρ⁺·u⁺ + λ_U·ρ⁻·u⁻,
+    u⁺ = h(y⁺) − z, u⁻ = z − h(y⁻), z = β·z₀: KTO's utilities inside P²O's clipped surrogate.
 
-    u⁺ = h(y⁺) − z, u⁻ = z − h(y⁻), z = β·z₀ (``kto_reference_point``),
-    ΔU = λ_D·ρ⁺·u⁺ + λ_U·ρ⁻·u⁻, L = −log σ(min(ΔU, ΔU with clipped ρ)) + λ·KL.
+    z₀ is KTO's reference point (``kto_reference_point``).
     Fix of the original: it used ΔU = λ_D ρ⁺u⁺ − λ_U ρ⁻u⁻, which with u⁻ = z − h⁻ rewards a
     *larger* rejected log-ratio. With the + sign, z = 0 and λ_D = λ_U = 1, PKTO is exactly P²O
     (same ``ratio``). Like the original, each response has its own ratio by default
