@@ -63,3 +63,47 @@ def test_environment_yml_matches_pyproject():
         name, spec = _split(entry.replace("=cuda*", ""))
         have["torch" if name == "pytorch" else name] = spec
     assert have == wanted
+
+
+def module_imports() -> dict[str, set[str]]:
+    """p2o module -> the p2o modules it imports, anywhere in its code (late imports included)."""
+    modules = {".".join(p.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in SRC.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            found |= {t for t in targets if t in modules and t != name}
+        graph[name] = found
+    return graph
+
+
+def test_no_import_cycle_inside_the_package():
+    graph, done, cycles = module_imports(), set(), []
+
+    def visit(name: str, stack: list[str]) -> None:
+        if name in stack:
+            cycles.append(stack[stack.index(name):] + [name])
+            return
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            # a package's __init__ re-exporting its own modules is not a cycle through the package
+            if not target.startswith(name + "."):
+                visit(target, stack + [name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert not cycles, [" -> ".join(c) for c in cycles]
+
+
+def test_no_module_over_400_lines():
+    long = {str(p.relative_to(REPO)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long

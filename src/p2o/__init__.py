@@ -9,10 +9,13 @@ below), so parsing a config never imports torch:
     p2o.model     causal LMs and tokenizers, token batches, per-sequence log-probs, reference
                   log-probs once per split, held-out evaluation (accuracy, margins, exact KL)
     p2o.losses    the offline preference losses as pure functions of per-sequence log-prob tensors,
-                  found by name
-    p2o.training  one training loop for SFT and preference training, the reward model, compute spent
+                  found by name, each declaring its hyper-parameters and the inputs it reads
+    p2o.training  one training loop for SFT, preference training and the reward model; the inputs a
+                  loss declares, computed per step; compute spent
     p2o.stages    one function per workflow stage, with explicit inputs and outputs
     p2o.report    aggregate tables, significance, LaTeX tables, figures and the paper's numbers
+    p2o.docs      ``python -m p2o.docs``: the config schema, the loss catalogue and the docs' tables,
+                  generated from the declarations of every layer
 
 Beside them: ``p2o.cli`` (the ``p2o`` command), ``p2o.io`` (atomic file output) and
 ``p2o.provenance`` (what produced a result).

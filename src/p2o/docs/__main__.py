@@ -1,0 +1,5 @@
+import sys
+
+from p2o.docs import main
+
+sys.exit(main())
