@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from p2o.config import load_config
-from p2o.report.tables import latex_name
+from p2o.report.names import latex_name
 
 cfg = load_config("config/config.yaml", "config/demo.yaml")
 problems, checked = [], 0

@@ -1,6 +1,7 @@
 from _common import device, log_to, resolved_config, section
 from p2o.stages import jobs, reward as reward_jobs
 from p2o.config import EvalConfig, TokenizeConfig
+from p2o.config.sections import REWARD_MODEL
 
 log_to(snakemake)
 inp, out, p, dataset = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards.dataset
@@ -11,6 +12,6 @@ for (size, seed), rm_dir, policy_dir, rm_out, policy_out in zip(p.cells, inp.rew
                                                                   out.reward_models, out.policies):
     run = {"experiment": "rm_experiment", "size": size, "seed": seed}
     reward_jobs.evaluate_reward_model(rm_dir, inp.split, dataset, tokenize, evaluate.batch_size, rm_out, dev,
-                                      run={**run, "model": "rm"}, config=config)
+                                      run={**run, "model": REWARD_MODEL}, config=config)
     jobs.evaluate(policy_dir, inp.model, inp.split, inp.reference, dataset, tokenize, evaluate, policy_out,
                   dev, run={**run, "model": p.policy, "method": p.policy}, config=config)

@@ -150,6 +150,9 @@ class ComputeMatchedConfig:
                                  unique=True)
 
 
+REWARD_MODEL = "rm"  # the reward model's name in the experiment's paths, tables and figures
+
+
 @dataclass
 class RewardExperimentConfig:
     """Reward model versus DPO over training-set sizes (after Shi et al. 2025): for each dataset,
@@ -174,8 +177,8 @@ class RewardExperimentConfig:
             if name not in cfg.data.names:
                 raise ConfigError(f"config key '{key}.datasets': {name!r} is not a dataset in use "
                                   f"({cfg.data.names})")
-        # a method of 'methods', or a registered loss with its defaults ("rm" names the reward model's folder)
-        if (self.method not in cfg.methods and not is_registered_loss(self.method)) or self.method == "rm":
+        # a method of 'methods', or a registered loss with its defaults (REWARD_MODEL names the reward model's runs)
+        if (self.method not in cfg.methods and not is_registered_loss(self.method)) or self.method == REWARD_MODEL:
             raise ConfigError(f"config key '{key}.method': {self.method!r} is neither a method of 'methods' "
                               f"({sorted(cfg.methods)}) nor a registered loss")
         if cfg.method(self.method).needs("policy_mismatched"):

@@ -7,6 +7,8 @@ the form matplotlib's mathtext reads (``display_name``).
 
 from __future__ import annotations
 
+from p2o.config.sections import REWARD_MODEL
+
 # The paper's methods in config.yaml's order, with their names in the papers. The order also fixes
 # each method's style slot in the figures (``p2o.report.styles``).
 PAPER_NAMES = {
@@ -14,7 +16,6 @@ PAPER_NAMES = {
     "hinge": "Hinge", "rdpo": "R-DPO", "simpo": "SimPO", "orpo": "ORPO", "slpo": "SLPO", "tdpo1": "TDPO$_1$",
     "tdpo2": "TDPO$_2$",
 }
-REWARD_MODEL = "rm"  # the reward model's name in the reward-model experiment (``p2o.report.rm_experiment``)
 
 
 def latex_name(method: str) -> str:

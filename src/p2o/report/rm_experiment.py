@@ -22,7 +22,6 @@ import pandas as pd
 from p2o.report.aggregate import summarise
 from p2o.io import read_json
 
-MODEL_RM = "rm"  # the reward model's name in paths, tables and figures
 COLUMNS = ["dataset", "size", "seed", "model", "accuracy", "margin", "n_eval"]
 
 
