@@ -1,6 +1,6 @@
 """Hostile raw rows for the four loaders, as hypothesis strategies, and an independent oracle.
 
-Used by ``tests/test_data_hostile.py``. Each strategy builds rows in a hub schema (Anthropic/hh-rlhf,
+Used by ``tests/data/test_data_hostile.py``. Each strategy builds rows in a hub schema (Anthropic/hh-rlhf,
 stanfordnlp/SHP, raw openbmb/UltraFeedback, HuggingFaceH4/ultrafeedback_binarized) and mutates most
 of them (a key dropped, a value of the wrong type, an empty string, a lone surrogate, an SHP
 ``labels`` outside {0, 1}, identical responses, mismatched prompts, raw non-UTF-8 bytes, broken JSON

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from p2o.io import JsonlLog, atomic_dir, atomic_path, write_json, write_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):

@@ -18,7 +18,7 @@ python3 -c "import snakemake_executor_plugin_slurm" 2>/dev/null \
   || python3 -m pip install -q -e ".[slurm]"   # snakemake-executor-plugin-slurm
 t_setup=$(( $(now) - t ))
 
-# two identical directories holding what the workflow reads, as tests/test_workflow.py runs it
+# two identical directories holding what the workflow reads, as tests/workflow/test_workflow.py runs it
 rm -rf "$WORK/local" "$WORK/slurm" && mkdir -p "$WORK/local"
 cp -r workflow config paper .ci/slurm/reduced.yaml "$WORK/local"/
 find "$WORK/local" -name __pycache__ -prune -exec rm -rf {} +

@@ -64,7 +64,7 @@ def slpo(policy: PairLogps, reference: PairLogps, *, rejected_share: float = 0.0
     Tempering, and why the default is not the bare equation. At t = 1 the gradient on log π(y⁺) is
     −w⁺ + (1 − w⁺ − w⁻)π(y⁺)/π(ȳ), which at π = π_ref is −π_ref(y⁻) (hard version): for a response of a
     hundred tokens (log π ≈ −150) that is ~1e−65, exactly zero in float32 and far below AdamW's ε, so the
-    bare equation leaves a language model where it is (``tests/test_cli.py`` sees zero KL after training).
+    bare equation leaves a language model where it is (``tests/stages/test_cli.py`` sees zero KL after training).
     The repository's code tempers (``src/slpo/slpo.py``, ``apply_t`` and ``calc_targets``, read at commit
     1347641, flagged there "TODO: Validate if the temp adjustment is correct"; its tests call it with
     t = S, the sequence length). We read that for the three outcomes: model and target log-probs are both

@@ -8,38 +8,12 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from p2o.config import ModelConfig, TinyModelConfig, TokenizeConfig
+from p2o.config import TokenizeConfig
 from p2o.model.logps import pair_logps, response_logits, sequence_logps
 from p2o.losses import dpo, p2o
-from p2o.model.loading import build_tiny_model, train_bpe_tokenizer
-from p2o.model.tokenize import batch_indices, collate_pairs, tokenize_pairs
+from p2o.model.tokenize import batch_indices, collate_pairs
 
-PROMPTS = [
-    "\n\nHuman: What is the capital of France?\n\nAssistant:",
-    "\n\nHuman: Can you help me write a short poem about the sea and the wind at night?\n\nAssistant:",
-    "\n\nHuman: hi\n\nAssistant:",
-    "\n\nHuman: How do I bake bread?\n\nAssistant: Do you have yeast?\n\nHuman: Yes.\n\nAssistant:",
-]
-CHOSEN = [" Paris.", " The sea sings softly, the wind replies, and stars keep watch in quiet skies.",
-          " Hello! How can I help you today?", " Mix flour, water, salt and yeast, knead, let it rise, then bake."]
-REJECTED = [" I do not know.", " No.", " Go away and stop asking me things, I am busy with other work.",
-            " Buy some."]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_bpe_tokenizer(PROMPTS + CHOSEN + REJECTED, vocab_size=400)
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    cfg = ModelConfig(tiny=TinyModelConfig(n_layer=2, n_head=2, n_embd=32, n_positions=128))
-    return build_tiny_model(cfg, tokenizer, seed=0).eval()
-
-
-def split_of(tokenizer, cfg=TokenizeConfig(max_length=128, max_prompt_length=64)):
-    ids = [f"p{i}" for i in range(len(PROMPTS))]
-    return tokenize_pairs(tokenizer, "hh", ids, PROMPTS, CHOSEN, REJECTED, cfg)
+from tiny_models import PROMPTS, split_of
 
 
 def test_truncation_keeps_prompt_end_and_response_start(tokenizer):

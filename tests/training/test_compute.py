@@ -12,7 +12,6 @@ from p2o.training.preference import train_preference
 from p2o.training.compute import Compute, model_size, training_compute
 from p2o.config import OptimConfig
 from p2o.losses import MethodSpec
-from test_train import setup  # noqa: F401  (the module fixture: tiny model, two splits, references)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
                               "ref_point": "mismatched"}),
     MethodSpec("tdpo2", "tdpo2", {"beta": 0.1, "alpha": 0.5}, inner_steps=2),
 ])
-def test_replayed_counts_equal_the_loop(setup, monkeypatch, method):  # noqa: F811
+def test_replayed_counts_equal_the_loop(setup, monkeypatch, method):
     tok, model, splits, refs = setup
     seen = Compute()
     real_policy_forward, real_sequence_logps = PolicyForward.of.__func__, p2o.training.inputs.sequence_logps
@@ -65,7 +64,7 @@ def test_replayed_counts_equal_the_loop(setup, monkeypatch, method):  # noqa: F8
     assert replay.forward_head_tokens == seen.forward_head_tokens
 
 
-def test_flops_follow_kaplan(setup):  # noqa: F811
+def test_flops_follow_kaplan(setup):
     _, model, _, _ = setup
     body, d, vocab = model_size(model)
     everything = sum(p.numel() for p in model.parameters())

@@ -7,7 +7,7 @@ its declared range, NaN and infinity, values outside its choices, empty or repea
 named entries, and an unknown key beside it. Each case must raise ``ConfigError`` from
 ``p2o.config`` with the key in the message, and (where JSON Schema can say it) be rejected by the
 workflow schema too. The schema is generated from the same declarations (``python -m p2o.docs``;
-``tests/test_docs_generated.py`` fails when it is stale), so the two checks cannot drift apart.
+``tests/config/test_docs_generated.py`` fails when it is stale), so the two checks cannot drift apart.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import copy
 import dataclasses
 import math
 import typing
-from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import REPO
 from p2o.config import (
     Config,
     ConfigError,
@@ -32,7 +32,6 @@ from p2o.config.fields import BOUND_CHECKS, param_of
 from p2o.config.methods import METHOD_KEYS
 from p2o.losses import LOSSES
 
-REPO = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 BASE = deep_merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 HAS_LATEX = shutil.which("latexmk") is not None and shutil.which("pdflatex") is not None
 

@@ -1,4 +1,4 @@
-"""The SLURM test's reduced demo (.ci/slurm/reduced.yaml) is the reduced demo of tests/test_workflow.py
+"""The SLURM test's reduced demo (.ci/slurm/reduced.yaml) is the reduced demo of tests/workflow/test_workflow.py
 (its ``REDUCED``) except for the differences the YAML file states and marks "Slurm:"."""
 
 from __future__ import annotations

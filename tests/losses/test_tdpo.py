@@ -14,9 +14,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from test_logps import model, split_of, tokenizer  # noqa: F401 (module fixtures)
+from tiny_models import split_of
 from test_losses import DT, B, _cfg, grad_of, pair_logps, random_tokens, reference
-from test_train import setup  # noqa: F401 (module fixture)
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog
@@ -62,7 +61,7 @@ def naive_seq_kl(policy_model, reference_model, batch) -> torch.Tensor:
 # --------------------------------------------------------------------------- the sequential KL
 
 
-def test_sequential_kl_matches_a_naive_per_position_loop(tokenizer, model):  # noqa: F811
+def test_sequential_kl_matches_a_naive_per_position_loop(tokenizer, model):
     policy_model = perturbed(model)
     batch = collate_pairs(split_of(tokenizer), [0, 1, 2], tokenizer.pad_token_id)
     policy, (kl_c, kl_r), dist = pair_logps_with_seq_kl(policy_model, model, batch)
@@ -85,7 +84,7 @@ def test_sequential_kl_matches_a_naive_per_position_loop(tokenizer, model):  # n
     assert torch.equal(again.chosen, policy.chosen)
 
 
-def test_one_policy_forward_and_one_reference_forward(tokenizer, model):  # noqa: F811
+def test_one_policy_forward_and_one_reference_forward(tokenizer, model):
     policy_model = perturbed(model)
     calls = []
     hooks = [policy_model.base_model.register_forward_hook(lambda *_: calls.append("policy")),
@@ -99,7 +98,7 @@ def test_one_policy_forward_and_one_reference_forward(tokenizer, model):  # noqa
     assert sorted(calls) == ["policy", "reference"]
 
 
-def test_at_the_reference_the_kl_is_zero_and_tdpo_is_dpo(tokenizer, model):  # noqa: F811
+def test_at_the_reference_the_kl_is_zero_and_tdpo_is_dpo(tokenizer, model):
     """π = π_ref: D = 0 exactly (identical logits), TDPO₁ and TDPO₂ have DPO's loss, and, since the KL is
     at its minimum (∂KL/∂z = softmax(z) − q = 0), DPO's parameter gradient too."""
     policy_model = copy.deepcopy(model)
@@ -213,7 +212,7 @@ def test_tdpo_is_registered_and_configured():
 # --------------------------------------------------------------------------- training
 
 
-def train(setup, method, tmp_path, reference_model=None, optim=None):  # noqa: F811 (the fixture's value)
+def train(setup, method, tmp_path, reference_model=None, optim=None):
     tok, sft_model, splits, refs = setup
     policy = copy.deepcopy(sft_model)
     optim = optim or OptimConfig(lr=1e-2, batch_size=2, epochs=1, warmup_ratio=0.0)
@@ -225,7 +224,7 @@ def train(setup, method, tmp_path, reference_model=None, optim=None):  # noqa: F
 
 
 @pytest.mark.parametrize("loss, hparams", [("tdpo1", {"beta": 0.1}), ("tdpo2", {"beta": 0.1, "alpha": 0.5})])
-def test_tdpo_trains_a_tiny_model(setup, tmp_path, loss, hparams):  # noqa: F811
+def test_tdpo_trains_a_tiny_model(setup, tmp_path, loss, hparams):
     """Four steps; the first is at π = π_ref (loss log 2, zero KL); later steps see a non-zero KL; the
     in-step reference agrees with the precomputed log-probs; the reference model never changes."""
     _, sft_model, _, _ = setup
@@ -241,7 +240,7 @@ def test_tdpo_trains_a_tiny_model(setup, tmp_path, loss, hparams):  # noqa: F811
     assert not any(torch.equal(a, b) for a, b in zip(policy.parameters(), sft_model.parameters()))
 
 
-def test_k_inner_steps_run_the_reference_once_per_batch(setup, tmp_path):  # noqa: F811
+def test_k_inner_steps_run_the_reference_once_per_batch(setup, tmp_path):
     _, sft_model, _, _ = setup
     reference_model, calls = copy.deepcopy(sft_model), []
     reference_model.base_model.register_forward_hook(lambda *_: calls.append(1))
@@ -252,7 +251,7 @@ def test_k_inner_steps_run_the_reference_once_per_batch(setup, tmp_path):  # noq
     assert records[1]["tdpo/seq_kl_chosen"] > 0  # the policy moved within the batch, the reference did not
 
 
-def test_without_a_reference_model_the_entry_weights_are_copied(setup, tmp_path):  # noqa: F811
+def test_without_a_reference_model_the_entry_weights_are_copied(setup, tmp_path):
     """``reference_model=None``: the policy as it enters is the reference, the same run bit for bit."""
     method = MethodSpec("tdpo2", "tdpo2", {"beta": 0.1, "alpha": 0.5})
     _, sft_model, _, _ = setup
@@ -263,7 +262,7 @@ def test_without_a_reference_model_the_entry_weights_are_copied(setup, tmp_path)
     assert strip == [{k: v for k, v in r.items() if k not in ("tokens_per_s", "elapsed_s")} for r in log_b]
 
 
-def test_a_reference_model_other_than_the_precomputed_one_is_refused(setup, tmp_path):  # noqa: F811
+def test_a_reference_model_other_than_the_precomputed_one_is_refused(setup, tmp_path):
     _, sft_model, _, _ = setup
     with pytest.raises(ValueError, match="precomputed reference log-probs"):
         train(setup, MethodSpec("tdpo1", "tdpo1", {"beta": 0.1}), tmp_path, perturbed(sft_model, scale=0.5))

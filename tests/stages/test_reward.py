@@ -8,13 +8,13 @@ import copy
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
 
+from conftest import REPO
 from p2o.report import plots, rm_experiment
 from p2o.stages import reward as reward_jobs
 from p2o.config import (ConfigError, ModelConfig, OptimConfig, TinyModelConfig,
@@ -31,7 +31,6 @@ from p2o.model.tokenize import pad_sequences, tokenize_pairs
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-REPO = Path(__file__).resolve().parents[1]
 TOPICS = ["tea", "bread", "rain", "maps", "bees", "jazz", "kites", "moss", "owls", "figs", "clay", "snow"]
 TOK = TokenizeConfig(64, 32)
 
@@ -225,7 +224,7 @@ def test_rm_experiment_rules_name_the_key(override, key):
 
 
 def test_rm_experiment_datasets_default_to_the_data_order():
-    # (the schema's bounds are generated from the same declarations: tests/test_docs_generated.py)
+    # (the schema's bounds are generated from the same declarations: tests/config/test_docs_generated.py)
     cfg = copy.deepcopy(BASE)
     del cfg["rm_experiment"]
     cfg["data"]["order"] = ["shp", "uf"]

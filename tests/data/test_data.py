@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import FIXTURES
 
 from p2o.config import DatasetConfig
 from p2o.data import PAIR_COLUMNS, DataFormatError, load_pairs, parse_rows, read_raw_rows
@@ -206,9 +207,9 @@ def test_ultrafeedback_binarized_rendering_and_drops(tmp_path):
 # --------------------------------------------------------------------------- schema errors
 
 
-GOOD_SHP = json.loads((Path(__file__).parent / "fixtures" / "shp_sample.jsonl").read_text().splitlines()[0])
+GOOD_SHP = json.loads((FIXTURES / "shp_sample.jsonl").read_text().splitlines()[0])
 GOOD_UF = json.loads(
-    (Path(__file__).parent / "fixtures" / "ultrafeedback_sample.jsonl").read_text().splitlines()[0]
+    (FIXTURES / "ultrafeedback_sample.jsonl").read_text().splitlines()[0]
 )
 GOOD_HH = hh_row(P1, " yes", " no")
 GOOD_UFB = {

@@ -10,10 +10,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 from safetensors.torch import load_file
 
 from p2o.cli import main
@@ -110,7 +110,7 @@ def test_snakemake_job_killed_then_rerun_resumes_to_the_same_result(tmp_path):
     """SIGKILL the whole Snakemake process group mid-training; ``--unlock`` and
     ``--rerun-incomplete`` then resume the train job from its checkpoint, and it ends with the
     weights, log and final metrics of an uninterrupted run."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO
     base = tmp_path / "base"
     for name in ("workflow", "config", "paper"):
         shutil.copytree(repo / name, base / name, ignore=shutil.ignore_patterns("__pycache__"))

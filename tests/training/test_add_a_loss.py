@@ -30,7 +30,6 @@ from p2o.model.logps import pair_logps
 from p2o.training.compute import training_compute
 from p2o.training.inputs import INPUTS, StepInput, register_input
 from p2o.training.preference import train_preference
-from test_train import setup  # noqa: F401  (the module fixture: tiny model, two splits, references)
 
 NEW_INPUTS = ("length_gap", "anchor")
 
@@ -70,7 +69,7 @@ def throwaway(monkeypatch):
     return calls
 
 
-def test_a_throwaway_loss_with_new_inputs_trains_without_touching_the_loop(setup, throwaway, tmp_path):  # noqa: F811
+def test_a_throwaway_loss_with_new_inputs_trains_without_touching_the_loop(setup, throwaway, tmp_path):
     tok, model, splits, refs = setup
     cfg = config_from_dict({"data": {"datasets": {"hh": {"format": "hh-rlhf", "source": "x.jsonl"}}},
                             "methods": {"mine": {"loss": "throwaway", "gamma": 0.5, "inner_steps": 2}}})

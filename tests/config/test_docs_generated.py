@@ -6,11 +6,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
+from conftest import REPO
 from p2o import docs
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_generated_files_are_current():

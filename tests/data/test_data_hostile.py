@@ -11,7 +11,7 @@ Each example draws rows in a hub schema, most of them mutated, written to a real
 
 Any other exception fails the example. Runs are derandomized (reproducible in CI, no example
 database); every test counts its examples, and the outcome of every fault case is printed at the end
-of the module (``-s`` not needed). ``pytest tests/test_data_hostile.py --hypothesis-show-statistics``
+of the module (``-s`` not needed). ``pytest tests/data/test_data_hostile.py --hypothesis-show-statistics``
 shows hypothesis's own counts.
 """
 

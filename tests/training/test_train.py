@@ -8,36 +8,17 @@ import json
 import pytest
 import torch
 
-from p2o.config import ModelConfig, OptimConfig, TinyModelConfig, TokenizeConfig
+from p2o.config import OptimConfig
 from p2o.io import JsonlLog
 import p2o.losses.registry
 from p2o.losses import LOSSES, MethodSpec, dpo, register
 from p2o.losses.common import BETA
-from p2o.model.loading import build_tiny_model, train_bpe_tokenizer
-from p2o.model.reference import compute_reference_logps
-from p2o.model.tokenize import tokenize_pairs
 from p2o.training.loop import NonFiniteLossError
 from p2o.training.preference import train_preference
 from p2o.training.schedule import get_lr
 
+
 pytestmark = pytest.mark.filterwarnings("ignore")
-
-TOPICS = ["tea", "bread", "rain", "maps", "bees", "jazz", "kites", "moss"]
-
-
-@pytest.fixture(scope="module")
-def setup():
-    prompts = [f"\n\nHuman: Tell me about {t}.\n\nAssistant:" for t in TOPICS]
-    chosen = [f" {t.capitalize()} is lovely; here is a clear answer about {t}." for t in TOPICS]
-    rejected = [" No." for _ in TOPICS]
-    tok = train_bpe_tokenizer(prompts + chosen + rejected, vocab_size=300)
-    model = build_tiny_model(ModelConfig(tiny=TinyModelConfig(n_layer=1, n_head=2, n_embd=32, n_positions=64)),
-                             tok, seed=0)
-    splits = [tokenize_pairs(tok, name, [f"{name}{i}" for i in range(4)], prompts[k::2], chosen[k::2],
-                             rejected[k::2], TokenizeConfig(64, 32)) for k, name in enumerate(["hh", "shp"])]
-    refs = {s.dataset: compute_reference_logps(model, s, TokenizeConfig(64, 32), tok.pad_token_id) for s in splits}
-    return tok, model, splits, refs
-
 
 def run(setup, method, tmp_path, optim=None, seed=0):
     tok, model, splits, refs = setup
