@@ -12,6 +12,8 @@ from p2o.model.logps import PairLogps
 REF_POINTS = ("mismatched", "chosen_token_mean", "zero")
 REF_POINT = hp("z₀: 'mismatched' (KTO paper, TRL), 'chosen_token_mean' (the original p2o code) or 'zero'",
                choices=REF_POINTS)
+DESIRABLE_WEIGHT = hp("λ_D, weight of the desirable (chosen) responses (paper: 1)", exclusiveMinimum=0)
+UNDESIRABLE_WEIGHT = hp("λ_U, weight of the undesirable (rejected) responses (paper: 1)", exclusiveMinimum=0)
 # Read only with ref_point = mismatched: the policy's and the reference's log-probs of each pair's prompt
 # with another pair's chosen response.
 MISMATCHED_INPUTS = {"policy_mismatched": {"ref_point": "mismatched"},
@@ -47,9 +49,7 @@ def kto_reference_point(
 
 
 @register("kto", trl="kto (KTOTrainer)", inputs=MISMATCHED_INPUTS, beta=BETA,
-          desirable_weight=hp("λ_D, weight of the desirable (chosen) responses (paper: 1)", exclusiveMinimum=0),
-          undesirable_weight=hp("λ_U, weight of the undesirable (rejected) responses (paper: 1)", exclusiveMinimum=0),
-          ref_point=REF_POINT,
+          desirable_weight=DESIRABLE_WEIGHT, undesirable_weight=UNDESIRABLE_WEIGHT, ref_point=REF_POINT,
           paper="Ethayarajh et al. 2024, KTO: Model Alignment as Prospect Theoretic Optimization, eq. 7, "
                 "https://arxiv.org/abs/2402.01306")
 def kto(

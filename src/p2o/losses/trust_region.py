@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from p2o.losses.common import BETA, Metrics, reward_metrics
-from p2o.losses.kto import MISMATCHED_INPUTS, REF_POINT, kto_reference_point
+from p2o.losses.kto import (DESIRABLE_WEIGHT, MISMATCHED_INPUTS, REF_POINT, UNDESIRABLE_WEIGHT,
+                            kto_reference_point)
 from p2o.losses.registry import hp, register
 from p2o.model.logps import PairLogps
 
@@ -123,9 +124,7 @@ def p2o(
 
 
 @register("pkto", inputs={"snapshot": {}, **MISMATCHED_INPUTS}, beta=BETA, eps_clip=EPS_CLIP,
-          kl_coef=KL_COEF,
-          desirable_weight=hp("λ_D, weight of the chosen side's utility (KTO's)", exclusiveMinimum=0),
-          undesirable_weight=hp("λ_U, weight of the rejected side's utility (KTO's)", exclusiveMinimum=0),
+          kl_coef=KL_COEF, desirable_weight=DESIRABLE_WEIGHT, undesirable_weight=UNDESIRABLE_WEIGHT,
           ref_point=REF_POINT,
           ratio=hp("ρ per side (ρ⁺, ρ⁻; the original) or per pair", choices=RATIOS),
           kl_estimator=KL_ESTIMATOR,
