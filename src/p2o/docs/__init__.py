@@ -27,6 +27,7 @@ from typing import Any
 from p2o.config import Config
 from p2o.config.fields import Param, param_of
 from p2o.config.methods import CATALOGUE, METHOD_KEYS
+from p2o.io import write_text
 from p2o.docs.schema import Losses, catalogue_text, fields_of, schema_text, unwrap
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     for path, text in generated(args.root).items():
         target = args.root / path
         if not target.exists() or target.read_text(encoding="utf-8") != text:
-            target.write_text(text, encoding="utf-8")
+            write_text(target, text)
             print(f"wrote {path}")
     return 0
 
