@@ -75,8 +75,12 @@ def train_preference(
             loss, metrics = loss_fn(policy, ctx.reference, **values, **method.hparams)
             metrics.update(ctx.metrics)
             extra_rows = batch.mismatched.n_tokens if batch.mismatched is not None and inner == 0 else 0
-            yield StepOutput(loss, batch.pairs.n_tokens + extra_rows, metrics, {"inner_step": inner})
+            # the step's forward is dropped before the optimizer step, as every trainer's loop does: it
+            # frees the logits for the update, and a resumed run was seen to differ in the last bit
+            # when they outlived it (tests/training/test_resume.py)
             ctx.next_step()
+            del policy, values
+            yield StepOutput(loss, batch.pairs.n_tokens + extra_rows, metrics, {"inner_step": inner})
 
     evaluate = None
     if evaluator is not None and log is not None:
