@@ -1,4 +1,4 @@
-"""One precision path for every log-prob (issue 13, item 7): under ``autocast: bf16`` the LM head and the
+"""One precision path for every log-prob: under ``autocast: bf16`` the LM head and the
 log-softmax run in fp32, and the reference and evaluation run at the training's setting, so the policy
 equals the reference at step 0; the fp32 path is bit-for-bit what it was.
 
