@@ -86,7 +86,8 @@ def cmd_reference(args, cfg: Config) -> None:
         if part not in PARTS or name not in cfg.data.datasets:
             raise ConfigError(f"--split {target!r}: expected <dataset>_<train|eval> with a dataset from data.datasets")
         jobs.reference(args.model or layout.sft.model, layout.split(name, part), name, cfg.tokenize,
-                       cfg.evaluate.batch_size, reference_file(layout, args.out, name, part), args.device)
+                       cfg.evaluate.batch_size, reference_file(layout, args.out, name, part), args.device,
+                       autocast=cfg.train.autocast)
 
 
 def cmd_train(args, cfg: Config) -> None:
@@ -109,7 +110,8 @@ def cmd_evaluate(args, cfg: Config) -> None:
         out = Path(args.out) / f"{name}.json" if args.out else layout.evaluate(args.method or "policy", args.seed, name)
         jobs.evaluate(policy_dir, args.model or layout.sft.model, layout.split(name, "eval"),
                       reference_file(layout, args.reference, name, "eval"), name, cfg.tokenize, cfg.evaluate, out,
-                      args.device, run={"method": args.method, "seed": args.seed}, config=cfg.to_dict())
+                      args.device, run={"method": args.method, "seed": args.seed}, config=cfg.to_dict(),
+                      autocast=cfg.train.autocast)
 
 
 def cmd_demo(args, cfg: Config) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -111,6 +113,44 @@ def test_kto_reference_point_is_clamped_and_carries_no_gradient():
         kto(policy, ref, ref_point="mismatched")
 
 
+def sig(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def one_pair(chosen_lr: float, rejected_lr: float, n_chosen: float = 4.0, n_rejected: float = 4.0):
+    """A one-pair policy with the given sequence log-ratios against a reference of zeros."""
+    c, r, n_c, n_r = (torch.tensor([v], dtype=DT) for v in (chosen_lr, rejected_lr, n_chosen, n_rejected))
+    return PairLogps.from_sums(c, r, n_c, n_r), PairLogps.from_sums(torch.zeros_like(c), torch.zeros_like(r), n_c, n_r)
+
+
+def test_kto_subtracts_z0_from_r_inside_beta_as_the_paper_and_trl_not_from_beta_r():
+    """Ours is β·(r − z₀) (KTO paper eq. 7, TRL); the original code's β·r − z₀ is not what we compute.
+    r⁺ = 2, r⁻ = −1, z₀ = 1, β = 0.5. PKTO uses the same units: u⁺ = β(r⁺ − z₀), u⁻ = β(z₀ − r⁻)."""
+    policy, ref = one_pair(2.0, -1.0)
+    z = {"policy_mismatched": torch.tensor([1.0], dtype=DT), "reference_mismatched": torch.tensor([0.0], dtype=DT)}
+    loss, metrics = kto(policy, ref, beta=0.5, **z)
+    assert metrics["kl"].item() == 1.0
+    ours = ((1 - sig(0.5 * (2 - 1))) + (1 - sig(0.5 * (1 - -1)))) / 2
+    original = ((1 - sig(0.5 * 2 - 1)) + (1 - sig(1 - 0.5 * -1))) / 2
+    assert loss.item() == pytest.approx(ours, abs=1e-12)
+    assert loss.item() != pytest.approx(original, abs=1e-3)
+    # PKTO at ρ = 1, λ = 0, λ_U = 2 (so that z does not cancel): s = 0.5·(2 − 1) + 2·0.5·(1 + 1) = 2.5
+    p_loss, _ = pkto(policy, ref, policy.detach(), beta=0.5, kl_coef=0.0, undesirable_weight=2.0, **z)
+    assert p_loss.item() == pytest.approx(-math.log(sig(2.5)), abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [1.0, 10.0])
+def test_chosen_token_mean_reference_point_is_per_token_while_r_is_per_sequence(n):
+    """``ref_point: chosen_token_mean`` (the original's) subtracts a per-token z₀ from a sequence-sum r:
+    every chosen token at log-ratio 0.3 gives z₀ = 0.3 whatever the length, while r⁺ = 0.3·n. Pinned as
+    is: at n = 1 z₀ cancels r⁺ exactly, at n = 10 it removes a tenth of it."""
+    policy, ref = one_pair(0.3 * n, -0.1 * n, n_chosen=n, n_rejected=n)
+    loss, metrics = kto(policy, ref, beta=0.5, ref_point="chosen_token_mean")
+    assert metrics["kl"].item() == pytest.approx(0.3, abs=1e-12)
+    expected = ((1 - sig(0.5 * (0.3 * n - 0.3))) + (1 - sig(0.5 * (0.3 + 0.1 * n)))) / 2
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+
+
 def snapshot_like(policy: PairLogps, seed: int | None) -> PairLogps:
     """The policy itself (ρ = 1) or a perturbed copy (ρ ≠ 1), detached."""
     snap = policy.detach()
@@ -165,13 +205,14 @@ def test_p2o_clipping_cuts_the_ratio_gradient():
     assert g_sums[0] < 0 < g_sums[1]  # the margin is still pushed, scaled by 1 + ε
 
 
+@pytest.mark.parametrize("clip", ["per_term", "sum"])
 @pytest.mark.parametrize("ratio", ["pair", "per_side"])
 @pytest.mark.parametrize("snap_seed", [None, 11, 12])
-def test_pkto_at_zero_reference_point_equals_p2o(ratio, snap_seed):
+def test_pkto_at_zero_reference_point_equals_p2o(ratio, clip, snap_seed):
     per_token, mask = random_tokens(4)
     policy, ref = pair_logps(per_token, mask), reference(9)
     snap = snapshot_like(policy, snap_seed)
-    hp = {"beta": 0.5, "eps_clip": 0.15, "kl_coef": 0.08, "ratio": ratio}
+    hp = {"beta": 0.5, "eps_clip": 0.15, "kl_coef": 0.08, "ratio": ratio, "clip": clip}
     a, ma = p2o(policy, ref, snap, **hp)
     b, _ = pkto(policy, ref, snap, ref_point="zero", desirable_weight=1.0, undesirable_weight=1.0, **hp)
     assert torch.allclose(a, b, atol=1e-12)
@@ -228,7 +269,8 @@ def test_method_spec_fills_defaults_and_merges_overrides():
     cfg = _cfg({"p2o": {"eps_clip": 0.2, "inner_steps": 3}, "strict": {"loss": "dpo", "beta": 0.1}})
     spec = method_spec(cfg, "p2o")
     assert spec.inner_steps == 3 and spec.inputs == ("snapshot",)
-    assert spec.hparams == {"beta": 0.5, "eps_clip": 0.2, "kl_coef": 0.08, "ratio": "pair", "kl_estimator": "k3"}
+    assert spec.hparams == {"beta": 0.5, "eps_clip": 0.2, "kl_coef": 0.08, "ratio": "pair", "clip": "sum",
+                            "kl_estimator": "k3"}
     assert method_spec(cfg, "strict").hparams == {"beta": 0.1}
     assert not method_spec(cfg, "strict").needs("policy_mismatched")
     assert method_spec(_cfg({"kto": {}}), "kto").needs("policy_mismatched")
@@ -267,14 +309,16 @@ def test_every_registered_loss_gives_finite_loss_and_gradients(name):
     assert {"rewards/margins", "rewards/accuracies", "logps/chosen"} <= set(metrics)
 
 
-@pytest.mark.parametrize("ratio, z_matters", [("pair", False), ("per_side", True)])
-def test_pkto_reference_point_matters_only_through_unequal_ratios(ratio, z_matters):
-    """ΔU = λ_D ρ⁺(h⁺ − z) + λ_U ρ⁻(z − h⁻): with λ_D = λ_U the z terms cancel unless ρ⁺ ≠ ρ⁻,
-    which is why PKTO keeps the original's per-side ratios by default."""
+@pytest.mark.parametrize("ratio, clip, z_matters", [("pair", "sum", False), ("per_side", "sum", True),
+                                                     ("per_side", "per_term", True)])
+def test_pkto_reference_point_matters_only_through_unequal_ratios(ratio, clip, z_matters):
+    """ΔU = λ_D ρ⁺(h⁺ − z) + λ_U ρ⁻(z − h⁻): with λ_D = λ_U and one min over the sum the z terms
+    cancel unless ρ⁺ ≠ ρ⁻, which is why PKTO keeps the original's per-side ratios by default."""
     per_token, mask = random_tokens(12)
     policy, ref = pair_logps(per_token, mask), reference(13)
     snap = snapshot_like(policy, 14)
     kl_low, kl_high = torch.full((B,), -10.0, dtype=DT), torch.full((B,), -9.0, dtype=DT)
-    a, _ = pkto(policy, ref, snap, ratio=ratio, policy_mismatched=kl_high, reference_mismatched=kl_low)  # z0 = 1
-    b, _ = pkto(policy, ref, snap, ratio=ratio, ref_point="zero")
+    a, _ = pkto(policy, ref, snap, ratio=ratio, clip=clip, policy_mismatched=kl_high,
+                reference_mismatched=kl_low)  # z0 = 1
+    b, _ = pkto(policy, ref, snap, ratio=ratio, clip=clip, ref_point="zero")
     assert (not torch.allclose(a, b, atol=1e-9)) == z_matters

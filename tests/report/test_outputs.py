@@ -16,7 +16,7 @@ from p2o.report.names import display_name, latex_name
 from p2o.report.paper import findings_tex, numbers_tex, setup_tex
 from p2o.report.plots import error_bar, final_metrics, heldout_curves, tradeoff, training_curves
 from p2o.report.styles import KNOWN, method_styles
-from p2o.report.tables import compute_table, method_table, significant_cells, table_csv
+from p2o.report.tables import compute_table, dagger_note, method_table, significant_cells, table_csv
 
 ACC, MARGIN, KL = "eval_rewards/accuracies", "eval_rewards/margins", "eval_kl/token_mean"
 
@@ -76,6 +76,10 @@ def test_significant_cells_get_a_dagger_and_compute_table_scales_to_the_first_ro
         {"method": "p2o", "baseline": "dpo_k3", "dataset": "hh", "metric": MARGIN, "significant": True}])
     cells = significant_cells(sig, "hh", "dpo")
     assert cells == {("p2o", ACC)}
+    note = dagger_note(sig, "hh", "dpo")  # the caption counts the table's tests: two here
+    assert note == ("$^\\dagger$: differs from DPO under a paired bootstrap over held-out pairs and seeds, "
+                    "Holm--Bonferroni-adjusted $p \\le 0.05$ over the table's 2 tests (reward accuracy and reward "
+                    "margin of each method)")
     tex = method_table(summary, "hh", ["dpo", "p2o"], "c", "tab:hh", cells)
     p2o_row = next(line for line in tex.splitlines() if line.startswith("P$^2$O"))
     assert p2o_row.count("$^\\dagger$") == 1 and "0.910 $\\pm$" in p2o_row.split("&")[1]
@@ -87,17 +91,24 @@ def test_significant_cells_get_a_dagger_and_compute_table_scales_to_the_first_ro
     assert latex_name("dpo_k3") == "DPO ($K$=3)" and "DPO ($K$=3) & 3 &" in table
 
 
-def test_findings_follow_the_numbers_and_need_three_seeds_for_a_verdict():
-    summary = summarise(metrics_frame(VALUES))
-    text = findings_tex(summary, ["dpo", "p2o"], ["hh", "uf"])
+def test_findings_follow_the_numbers_and_take_their_verdict_from_the_daggers_test():
+    summary = pd.concat([summarise(metrics_frame(VALUES)), overall(metrics_frame(VALUES))], ignore_index=True)
+    sig = pd.DataFrame([  # as p2o.report.significance writes it; (hh, dpo) and (uf, dpo) hold two tests each
+        {"method": "p2o", "baseline": "dpo", "dataset": d, "metric": metric, "p_value": p, "p_holm": q,
+         "significant": q <= 0.05, "n_seeds": 3, "n_pairs": 100}
+        for d, metric, p, q in (("hh", ACC, 0.004, 0.008), ("hh", MARGIN, 0.3, 0.3), ("uf", ACC, 0.04, 0.08),
+                                ("uf", MARGIN, 0.5, 0.5))])
+    text = findings_tex(summary, ["dpo", "p2o"], ["hh", "uf"], sig)
     hh = next(line for line in text.splitlines() if line.startswith("On HH"))
     assert "highest held-out reward accuracy is reached by P$^2$O (0.910)" in hh
     assert "lowest KL per token by P$^2$O" in hh
-    assert "+0.060" in hh and "within the combined" in hh  # 0.91 vs 0.85 with wide 3-seed intervals
+    assert "+0.060 (significant; paired bootstrap over 3 seeds and 100 held-out pairs, Holm-adjusted over the " \
+           "table's 2 tests: $p = 0.008$)" in hh
     uf = next(line for line in text.splitlines() if line.startswith("On UF"))
-    assert "DPO and P$^2$O alike" in uf and "not tested" in uf  # identical seeds: zero-width interval
-    two_seeds = summarise(metrics_frame({k: {m: v[:2] for m, v in d.items()} for k, d in VALUES.items()}))
-    assert "with 2 seeds this gap is not tested" in findings_tex(two_seeds, ["dpo", "p2o"], ["hh"])
+    assert "DPO and P$^2$O alike" in uf and "(not significant;" in uf and "$p = 0.08$" in uf  # raw 0.04: not enough
+    averaged = next(line for line in text.splitlines() if line.startswith("Averaged"))
+    assert "(not tested)" in averaged  # no test of the 'all' table in sig
+    assert "(not tested)" in findings_tex(summary, ["dpo", "p2o"], ["hh"], sig.iloc[0:0])
 
 
 def test_numbers_define_only_macros_the_paper_uses():

@@ -90,7 +90,8 @@ def test_training_logs_and_trust_region_bookkeeping(demo_run):
     evals = [r for r in log if r["kind"] == "eval"]
     assert {r["step"] for r in evals} == {0, 4, 8, 12, 16, 18}
     step0 = [r for r in evals if r["step"] == 0]  # before training the policy is the reference
-    assert all(r["eval_kl/token_mean"] < 1e-6 and r["eval_rewards/accuracies"] == 0 for r in step0)
+    assert all(r["eval_kl/token_mean"] < 1e-6 and r["eval_rewards/accuracies"] == 0.5  # every pair a tie: ½ each
+               and r["eval_rewards/ties"] == 1.0 for r in step0)
     summary = read_json(results / "train" / "p2o" / "seed0" / "summary.json")
     assert summary["inner_steps"] == 2 and summary["final"]["steps"] == 18
     assert summary["final"]["nonfinite_skipped"] == 0 and not any(r["skipped"] for r in train)
@@ -106,10 +107,10 @@ def test_reference_log_probs_are_shared_and_checked(demo_run):
     ref = ReferenceLogps.load(results / "reference" / "hh_train.pt")
     train_ids = [json.loads(line)["id"] for line in open(results / "data" / "hh" / "train.jsonl")]
     assert ref.ids == train_ids and ref.chosen.shape == (24,) and (ref.chosen < 0).all()
-    # evaluating the reference model itself: zero KL, all ties (strict accuracy 0)
+    # evaluating the reference model itself: zero KL, all ties (a tie counts half: accuracy 0.5)
     run("evaluate", *common, "--policy", results / "sft" / "model", "--out", results / "self")
     r = read_json(results / "self" / "hh.json")
-    assert r["eval_kl/token_mean"] < 1e-6 and r["eval_rewards/accuracies"] == 0
+    assert r["eval_kl/token_mean"] < 1e-6 and r["eval_rewards/accuracies"] == 0.5 and r["eval_rewards/ties"] == 1.0
     assert r["eval_reference/max_abs_gap"] < 1e-3
 
 

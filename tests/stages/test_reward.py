@@ -50,15 +50,24 @@ def test_bradley_terry_loss_value_gradient_and_metrics():
     sig = torch.sigmoid(torch.tensor([1.0, 0.0, -2.0]))
     torch.testing.assert_close(chosen.grad, -(1 - sig) / 3)  # dL/dr_w = -(1 - σ(m)) / B
     torch.testing.assert_close(rejected.grad, (1 - sig) / 3)
-    assert metrics["rewards/accuracies"].item() == pytest.approx(1 / 3)  # the tie is a miss
+    assert metrics["rewards/accuracies"].item() == pytest.approx(1 / 3)  # training metric: the tie is a miss
     assert metrics["rewards/margins"].item() == pytest.approx(-1 / 3)
     assert not metrics["rewards/chosen"].requires_grad
 
 
-def test_accuracy_counts_strict_wins_only():
+def test_held_out_accuracy_counts_a_tie_as_half_a_win():
     chosen, rejected = torch.tensor([1.0, 2.0, 3.0, 0.5]), torch.tensor([0.0, 2.0, 4.0, -1.0])
-    assert pair_accuracy(chosen, rejected).item() == 0.5
-    assert pair_accuracy(torch.zeros(4), torch.zeros(4)).item() == 0.0
+    assert pair_accuracy(chosen, rejected).item() == 0.625  # (1 + ½ + 0 + 1) / 4
+    assert pair_accuracy(torch.zeros(4), torch.zeros(4)).item() == 0.5  # all tied: chance, as the policy's
+
+
+def test_reward_model_reports_ties_like_the_policy_evaluation(tiny):
+    tok, lm, split = tiny
+    model = reward_model(lm)
+    with torch.no_grad():
+        model.head.weight.zero_()  # every reward 0: every pair tied
+    metrics = evaluate_reward_model(model, split, tok.pad_token_id, progress=False)
+    assert metrics["eval_rewards/accuracies"] == 0.5 and metrics["eval_rewards/ties"] == 1.0
 
 
 # ---------------------------------------------------------------- the model

@@ -9,6 +9,7 @@ rule evaluate:
     params:
         tokenize=section(CFG.tokenize),
         evaluate=section(CFG.evaluate),
+        autocast=CFG.train.autocast,  # the precision the policy trained at (p2o.model.logps)
     threads: MODEL_THREADS
     resources:
         gpu=1,

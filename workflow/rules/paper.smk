@@ -53,6 +53,7 @@ rule paper_numbers:
     input:
         summary=layout.aggregate("summary"),
         runs=layout.aggregate("runs"),
+        significance=layout.aggregate("significance"),  # the findings' verdicts are the tables' daggers
         manifests=[layout.manifest(d) for d in DATASETS],
         train_summary=[layout.train(METHODS[0], SEEDS[0]).summary],
     output:

@@ -7,6 +7,7 @@ rule reference:
     params:
         tokenize=section(CFG.tokenize),
         batch_size=CFG.evaluate.batch_size,
+        autocast=CFG.train.autocast,  # the precision training runs at (p2o.model.logps)
     threads: MODEL_THREADS
     resources:
         gpu=1,

@@ -36,6 +36,7 @@ rule rm_reference:
     params:
         tokenize=section(CFG.tokenize),
         batch_size=CFG.evaluate.batch_size,
+        autocast=CFG.train.autocast,  # the precision training runs at (p2o.model.logps)
     threads: MODEL_THREADS
     resources:
         gpu=1,
@@ -115,6 +116,7 @@ rule rm_evaluate:
         policy=RM_POLICY,
         tokenize=section(CFG.tokenize),
         evaluate=section(CFG.evaluate),
+        autocast=CFG.train.autocast,
     threads: MODEL_THREADS
     resources:
         gpu=1,

@@ -8,8 +8,8 @@ from p2o.report.paper import findings_tex, numbers_tex, setup_tex
 
 log_to(snakemake)
 inp, p = snakemake.input, snakemake.params
-summary, runs = pd.read_csv(inp.summary), pd.read_csv(inp.runs)
+summary, runs, sig = pd.read_csv(inp.summary), pd.read_csv(inp.runs), pd.read_csv(inp.significance)
 manifests = {Path(m).parent.name: read_json(m) for m in inp.manifests}
 write_text(snakemake.output.numbers, numbers_tex(runs))
 write_text(snakemake.output.setup, setup_tex(runs, manifests, read_json(inp.train_summary[0]), p.model))
-write_text(snakemake.output.findings, findings_tex(summary, p.methods, p.datasets))
+write_text(snakemake.output.findings, findings_tex(summary, p.methods, p.datasets, sig))

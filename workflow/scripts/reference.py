@@ -5,4 +5,4 @@ from p2o.config import TokenizeConfig
 log_to(snakemake)
 jobs.reference(snakemake.input.model, snakemake.input.split, snakemake.wildcards.dataset,
                section(TokenizeConfig, snakemake.params.tokenize, "tokenize"), snakemake.params.batch_size,
-               snakemake.output[0], device())
+               snakemake.output[0], device(), autocast=snakemake.params.autocast)

@@ -2,8 +2,7 @@ import pandas as pd
 
 from _common import log_to
 from p2o.io import atomic_path, write_text
-from p2o.report.names import latex_name
-from p2o.report.tables import compute_table, method_table, significant_cells, table_csv
+from p2o.report.tables import compute_table, dagger_note, method_table, significant_cells, table_csv
 
 log_to(snakemake)
 p, out = snakemake.params, snakemake.output
@@ -18,8 +17,7 @@ for table, tex, csv in zip(p.tables, out.tex, out.csv):
         dataset, methods, baseline = table, p.methods, p.baseline
         what = "Original protocol (P$^2$O and PKTO take $K$ steps per batch, the baselines one): held-out results " + (
             "averaged over datasets" if table == "all" else f"on {table.upper()}")
-    caption = (f"{what}. Mean $\\pm$ 95\\,\\% CI over seeds; best per column in bold; $^\\dagger$: differs from "
-               f"{latex_name(baseline)} at 95\\,\\% (paired bootstrap over held-out pairs and seeds).")
+    caption = f"{what}. Mean $\\pm$ 95\\,\\% CI over seeds; best per column in bold; {dagger_note(sig, dataset, baseline)}."
     write_text(tex, method_table(summary, dataset, methods, caption, f"tab:{table}",
                                  significant_cells(sig, dataset, baseline)))
     with atomic_path(csv) as tmp:

@@ -119,7 +119,8 @@ class OptimConfig:
     max_grad_norm: float = setting(1.0, "gradient clipping norm", exclusiveMinimum=0)
     dropout: bool = setting(False, "false keeps dropout off, so that policy, reference and snapshot agree at the "
                                    "first step")
-    autocast: str = setting("none", "none (fp32) or bf16 (GPU; emulated and about 10x slower on CPU)",
+    autocast: str = setting("none", "none (fp32) or bf16 (GPU; emulated and about 10x slower on CPU); the LM "
+                            "head and log-probs stay fp32, and reference and evaluation run at train.autocast",
                             choices=("none", "bf16"))
     log_every: int = setting(1, "optimizer steps between JSONL records", minimum=1)
     eval_every: int = setting(0, "optimizer steps between held-out evaluations during training (0: only at the "

@@ -47,7 +47,7 @@ from p2o.losses.dpo_family import cdpo, dpo, hinge, ipo, rdpo, robust_dpo  # noq
 from p2o.losses.reference_free import orpo, simpo  # noqa: E402
 from p2o.losses.kto import REF_POINTS, kto, kto_reference_point  # noqa: E402
 from p2o.losses.trust_region import (  # noqa: E402
-    KL_ESTIMATORS, RATIOS, clipped_surrogate, kl_penalty, p2o, pkto, trust_ratios, trust_region_loss,
+    CLIPS, KL_ESTIMATORS, RATIOS, clipped_surrogate, kl_penalty, p2o, pkto, trust_ratios, trust_region_loss,
 )
 from p2o.losses.slpo import (  # noqa: E402
     TEMPER_BY, log_everything_else, log_pair_mass, slpo, slpo_log_outcomes, slpo_log_targets, temper,
@@ -61,5 +61,5 @@ __all__ = [
     "dpo", "cdpo", "robust_dpo", "hinge", "rdpo", "ipo", "simpo", "orpo", "kto", "kto_reference_point", "p2o",
     "pkto", "trust_ratios", "clipped_surrogate", "kl_penalty", "trust_region_loss", "slpo", "log_everything_else",
     "log_pair_mass", "slpo_log_outcomes", "slpo_log_targets", "temper", "tdpo1", "tdpo2", "tdpo_loss",
-    "REF_POINTS", "RATIOS", "KL_ESTIMATORS", "TEMPER_BY",
+    "REF_POINTS", "RATIOS", "CLIPS", "KL_ESTIMATORS", "TEMPER_BY",
 ]

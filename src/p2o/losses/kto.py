@@ -32,7 +32,10 @@ def kto_reference_point(
     - ``mismatched`` (KTO paper §4.1 and TRL): z₀ = max(0, mean_i[log π(y'_i|x_i) − log π_ref(y'_i|x_i)])
       over mismatched pairs (x_i, y'_i), y'_i the chosen response of another pair; no gradient.
     - ``chosen_token_mean`` (the original p2o code's estimate): the batch mean of the token-mean
-      log-ratio of the chosen responses, with the same clamp and no gradient.
+      log-ratio of the chosen responses, with the same clamp and no gradient. This z₀ is per token
+      while the r it is compared with is a sequence sum: an n-token response whose every token
+      has log-ratio a has r = n·a but contributes only a to z₀. We keep the original's units
+      rather than rescale by a length (which length?); ``mismatched`` has no such mix.
     - ``zero``: z₀ = 0.
     """
     if ref_point == "mismatched":
@@ -67,7 +70,10 @@ def kto(
     r = log π − log π_ref, z₀ the reference point.
 
     On paired data each chosen response is desirable and each rejected one undesirable; z₀ is
-    ``kto_reference_point``.
+    ``kto_reference_point``. z₀ is in log-ratio units and β scales the difference, β·(r − z₀), as
+    in the KTO paper (eq. 7: v = λ_D σ(β(r_θ − z₀))) and TRL (``beta * (chosen_logratios - kl)``).
+    The original p2o code computed β·r − z₀, i.e. z₀ in reward units: ours with z₀ replaced by z₀/β, so
+    at β = 0.5 its reference point weighs twice as much.
     Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic Optimization", eq. 7,
     https://arxiv.org/abs/2402.01306. TRL ``KTOTrainer`` with ``loss_type="kto"``.
     """

@@ -3,13 +3,26 @@
 With h(y) = β·(log π(y|x) − log π_ref(y|x)) (β = ``evaluate.beta``, the same for every method so
 that margins are comparable) the metrics are, over the N pairs of the split:
 
-- ``eval_rewards/accuracies``: fraction of pairs with h(y⁺) > h(y⁻) strictly (a tie is a miss);
+- ``eval_rewards/accuracies``: fraction of pairs won, a tie counting half,
+  mean_i(1[m_i > 0] + ½·1[m_i = 0]) with m_i = h(y⁺_i) − h(y⁻_i) (``pair_accuracy``), so that a
+  policy equal to the reference (every margin exactly 0, as at step 0) scores 0.5, chance, not 0;
+- ``eval_rewards/ties``: fraction of pairs with m_i exactly 0 (``tie_rate``);
 - ``eval_rewards/margins``, ``eval_rewards/chosen``, ``eval_rewards/rejected``: means of h;
 - ``eval_kl/token_mean``: KL(π ‖ π_ref) computed exactly over the vocabulary at every response
   token, averaged over all response tokens of the chosen and rejected responses;
 - ``eval_logratio/sequence_mean``: the original p2o code's figure, the mean over the 2N responses
   of the sequence log-ratio log π(y|x) − log π_ref(y|x) (not a KL: it can be negative);
-- ``eval_logps/chosen``, ``eval_logps/rejected``, ``eval_logps/accuracies`` (log π(y⁺) > log π(y⁻)).
+- ``eval_logps/chosen``, ``eval_logps/rejected``, ``eval_logps/accuracies`` (log π(y⁺) > log π(y⁻),
+  a tie counting half as above).
+
+A tie is exact equality. The stored reference log-probs and the recomputed ones agree exactly when
+both are computed with the same batching; another batch size pads rows differently and can leave
+margins of about 1e-7 at step 0, which then count as wins or misses.
+
+The training metric ``rewards/accuracies`` (``p2o.losses.common.reward_metrics``) keeps TRL's
+strict definition, h(y⁺) > h(y⁻) (a tie is a miss): at the first training step it reads 0 where
+``eval_rewards/accuracies`` reads 0.5. The reward model's held-out accuracy
+(``p2o.training.reward_model.evaluate_reward_model``) counts ties as here, so the two compare.
 
 With ``per_pair=True`` the record also holds ``pairs``: each pair's id and margin h(y⁺) − h(y⁻), for
 the paired bootstrap of ``p2o.report.significance``.
@@ -29,6 +42,17 @@ from p2o.model.tokenize import TokenizedSplit, batch_indices, collate_pairs
 
 # Largest tolerated gap between stored and recomputed reference log-probs (per sequence, nats).
 REFERENCE_TOLERANCE = 1e-2
+
+
+def pair_accuracy(margin: torch.Tensor) -> torch.Tensor:
+    """Fraction of pairs won, a tie counting half: mean(1[m > 0] + ½·1[m = 0]) over margins (N,)."""
+    margin = margin.detach()
+    return ((margin > 0).float() + 0.5 * (margin == 0).float()).mean()
+
+
+def tie_rate(margin: torch.Tensor) -> torch.Tensor:
+    """Fraction of pairs whose margin is exactly 0."""
+    return (margin.detach() == 0).float().mean()
 
 
 @torch.inference_mode()
@@ -61,19 +85,21 @@ def evaluate_split(policy, reference_model, split: TokenizedSplit, reference: Re
                          f"another model or tokenisation?")
     logratio = logps - stored
     h_chosen, h_rejected = beta * logratio[:n], beta * logratio[n:]
+    margin = h_chosen - h_rejected
     metrics = {
         "n_pairs": n,
-        "eval_rewards/accuracies": (h_chosen > h_rejected).float().mean().item(),
-        "eval_rewards/margins": (h_chosen - h_rejected).mean().item(),
+        "eval_rewards/accuracies": pair_accuracy(margin).item(),
+        "eval_rewards/ties": tie_rate(margin).item(),
+        "eval_rewards/margins": margin.mean().item(),
         "eval_rewards/chosen": h_chosen.mean().item(),
         "eval_rewards/rejected": h_rejected.mean().item(),
         "eval_kl/token_mean": kl_sum / max(kl_tokens, 1),
         "eval_logratio/sequence_mean": logratio.mean().item(),
         "eval_logps/chosen": logps[:n].mean().item(),
         "eval_logps/rejected": logps[n:].mean().item(),
-        "eval_logps/accuracies": (logps[:n] > logps[n:]).float().mean().item(),
+        "eval_logps/accuracies": pair_accuracy(logps[:n] - logps[n:]).item(),
         "eval_reference/max_abs_gap": gap,
     }
     if per_pair:
-        metrics["pairs"] = {"id": list(split.ids), "margin": (h_chosen - h_rejected).tolist()}
+        metrics["pairs"] = {"id": list(split.ids), "margin": margin.tolist()}
     return metrics

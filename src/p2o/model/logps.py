@@ -6,13 +6,31 @@ those hidden states (M of them) and apply the LM head to them alone: prompt and 
 positions never reach the (vocabulary-sized) head. Log-probs are taken in fp32 as
 ``logit[label] − logsumexp(logits)`` without materialising a log-softmax, and summed per row
 with one ``index_add`` (no Python loop over samples).
+
+One precision path for every log-prob. Every log-prob of the package (the policy's in a training
+step, the snapshot, KTO's mismatched rows, the in-step and precomputed reference, evaluation) comes
+from ``response_logits``, run under ``precision(autocast, device)`` with the one ``train.autocast``
+setting. Under ``bf16`` the transformer body runs in bf16, but the LM head runs outside autocast on
+the hidden states upcast to fp32 with the fp32 head weight, so the logits and everything after them
+(logsumexp, log-softmax, KL) are fp32; the price is one fp32 (M, d) × (d, V) matmul per forward,
+at the M response positions only. The body's bf16 rounding is the remaining difference from an
+fp32 run, and it is why the reference and evaluation run at the training's setting, not in fp32: the
+same weights on the same batch then give the same log-probs, and only bf16 rounding that depends on a
+batch's padded length remains. Measured on the demo's SFT model, against the reference log-probs a
+step-0 policy's sequence log-probs moved by up to 0.12 nats with a bf16 head and an fp32 reference,
+0.03 with the fp32 head and an fp32 reference, and 0.004 (mean 1e-4) with both at bf16 and the
+training's batches. With ``none`` nothing changes: the fp32 path is bit-identical to what it was.
+Model types outside ``HEAD_ONLY_MODEL_TYPES`` run their own head, in the autocast dtype, and only the
+result is upcast; the same path still serves policy and reference alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from p2o.model.tokenize import PairBatch, SequenceBatch
@@ -58,11 +76,32 @@ class PairLogps:
 HEAD_ONLY_MODEL_TYPES = {"gpt2", "llama"}
 
 
+AUTOCAST = ("none", "bf16")  # the values of train.autocast
+
+
+def precision(autocast: str, device: str | torch.device):
+    """The context every forward of policy and reference runs in: ``none`` (fp32, no context) or
+    ``bf16`` (``torch.autocast`` to bfloat16 on ``device``'s type; the LM head stays fp32, see above)."""
+    if autocast not in AUTOCAST:
+        raise ValueError(f"autocast {autocast!r}: expected one of {AUTOCAST}")
+    if autocast == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fp32_head(head: torch.nn.Linear, hidden: Tensor) -> Tensor:
+    """``head(hidden)`` in fp32 whatever autocast is active: (M, d) -> (M, V). In fp32 without
+    autocast this is the same ``linear`` call on the same tensors as ``head(hidden)``."""
+    bias = None if head.bias is None else head.bias.float()
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        return F.linear(hidden.float(), head.weight.float(), bias)
+
+
 def response_logits(model, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor]:
     """Logits at the positions that predict response tokens.
 
-    Returns ``logits`` (M, V) in fp32, ``labels`` (M,) the predicted response tokens and
-    ``rows`` (M,) the batch row of each.
+    Returns ``logits`` (M, V) in fp32 (computed in fp32 by the head, under autocast too),
+    ``labels`` (M,) the predicted response tokens and ``rows`` (M,) the batch row of each.
     """
     predicts_response = batch.response_mask[:, 1:]  # (N, T-1): position t predicts token t+1
     labels = batch.input_ids[:, 1:][predicts_response]
@@ -71,7 +110,7 @@ def response_logits(model, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor
                   position_ids=batch.position_ids, use_cache=False)
     if model.config.model_type in HEAD_ONLY_MODEL_TYPES:
         hidden = model.base_model(**kwargs).last_hidden_state  # (N, T, d)
-        logits = model.get_output_embeddings()(hidden[:, :-1][predicts_response])  # (M, V)
+        logits = fp32_head(model.get_output_embeddings(), hidden[:, :-1][predicts_response])  # (M, V)
     else:
         logits = model(**kwargs).logits[:, :-1][predicts_response]
     return logits.float(), labels, rows

@@ -31,6 +31,7 @@ METRICS = {
 METRIC_LABELS = {
     "eval_rewards/accuracies": "Reward accuracy",
     "eval_rewards/margins": "Reward margin",
+    "eval_rewards/ties": "Tie rate",
     "eval_kl/token_mean": "KL per token",
     "eval_logratio/sequence_mean": "Sequence log-ratio",
 }

@@ -3,7 +3,9 @@
 
 Figures read only the tidy tables of ``p2o.report.aggregate`` (so restyling never retrains):
 
-- ``training_curves``: training loss and reward margin against pairs seen;
+- ``training_curves``: training loss and reward margin against pairs seen; the loss on a linear axis
+  when its values span little, else a symlog one (``loss_scale``), so that robust DPO's negative
+  losses and hinge's exact zeros show;
 - ``heldout_curves``: held-out accuracy, margin and KL per dataset during training;
 - ``final_metrics``: final held-out metrics per dataset, mean ± 95 % CI over seeds;
 - ``tradeoff``: held-out reward accuracy against KL to the reference, per dataset.
@@ -52,6 +54,26 @@ def legend_above(fig, ax) -> None:
                fontsize=8)
 
 
+# A loss panel stays linear while its largest |value| is at most this many times its smallest non-zero one.
+LINEAR_SPAN = 100.0
+# Decades of the linear region's threshold below the largest |value| at most: rounding noise near 0 does not
+# stretch the axis.
+MAX_DECADES = 6
+
+
+def loss_scale(values) -> dict:
+    """Keyword arguments of ``Axes.set_yscale`` for losses ``values``: ``linear`` when every non-zero
+    |value| lies within ``LINEAR_SPAN`` of the largest, else ``symlog`` with the linear region up to
+    the smallest non-zero |value| rounded down to a power of ten (at most ``MAX_DECADES`` below the
+    largest). Unlike a log axis, both keep zeros (hinge) and negative values (robust DPO) in view."""
+    v = np.abs(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v) or v.max() <= LINEAR_SPAN * v.min():
+        return {"value": "linear"}
+    floor = max(v.min(), v.max() * 10.0 ** -MAX_DECADES)
+    return {"value": "symlog", "linthresh": float(10.0 ** np.floor(np.log10(floor)))}
+
+
 def _mean_over_seeds(df: pd.DataFrame, x: str = "pairs_seen") -> pd.DataFrame:
     return df.groupby(["method", x], sort=True)["value"].agg(["mean", "min", "max"]).reset_index()
 
@@ -60,20 +82,21 @@ def training_curves(curves: pd.DataFrame, methods: list[str], path, smooth: int 
     styles = method_styles(methods)
     train = curves[curves["kind"] == "train"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    drawn: dict[str, list] = {"loss": [], "rewards/margins": []}  # every value on each panel, bands included
     for ax, metric, label in zip(axes, ["loss", "rewards/margins"], ["training loss", "training reward margin"]):
         for m in methods:
             d = _mean_over_seeds(train[(train["method"] == m) & (train["metric"] == metric)])
             if d.empty:
                 continue
-            y = d["mean"].rolling(smooth, min_periods=1).mean()
+            y, low, high = (d[c].rolling(smooth, min_periods=1).mean() for c in ("mean", "min", "max"))
             ax.plot(d["pairs_seen"], y, color=styles[m]["color"], ls=styles[m]["linestyle"], label=display_name(m),
                     lw=1.4)
-            ax.fill_between(d["pairs_seen"], d["min"].rolling(smooth, min_periods=1).mean(),
-                            d["max"].rolling(smooth, min_periods=1).mean(), color=styles[m]["color"], alpha=0.15,
-                            lw=0)
+            ax.fill_between(d["pairs_seen"], low, high, color=styles[m]["color"], alpha=0.15, lw=0)
+            drawn[metric] += [*y, *low, *high]
         ax.set_xlabel("pairs seen")
         ax.set_ylabel(f"{label} (running mean of {smooth})")
-    axes[0].set_yscale("log")  # losses differ in scale by orders of magnitude (IPO's is squared)
+    # losses differ in scale by orders of magnitude (IPO's is squared), but some are 0 or negative
+    axes[0].set_yscale(**loss_scale(drawn["loss"]))
     legend_above(fig, axes[0])
     save(fig, path)
 

@@ -1,13 +1,26 @@
-"""Is a method's gap to the baseline real? A paired bootstrap over held-out pairs and seeds.
+"""Is a method's gap to the baseline real? A paired bootstrap over held-out pairs and seeds,
+Holm–Bonferroni-corrected within each table.
 
 Every method is evaluated on the same held-out pairs, so differences are paired: for pair i and
-seed s, d[s, i] = x_method[s, i] − x_baseline[s, i], with x the pair's correctness (h⁺ > h⁻, so
-the mean is the reward accuracy) or its reward margin h⁺ − h⁻. One bootstrap replicate draws the
-seeds with replacement and, independently, the pairs with replacement (the same pairs for both
-methods: that is the pairing), and takes the mean of d over the draw. The 95 % interval is the
-2.5 and 97.5 percentiles of ``N_BOOT`` replicates (Efron & Tibshirani 1993, ch. 13; for NLP
-evaluation, Koehn 2004 and Dror et al. 2018). A gap is called significant when the interval
-excludes 0. With one seed, only pairs are resampled.
+seed s, d[s, i] = x_method[s, i] − x_baseline[s, i], with x the pair's correctness (1 if h⁺ > h⁻,
+½ for a tie, 0 otherwise, so the mean is the reward accuracy of ``p2o.model.evaluate``) or its
+reward margin h⁺ − h⁻. One bootstrap replicate draws the seeds with replacement and,
+independently, the pairs with replacement (the same pairs for both methods: that is the pairing),
+and takes the mean of d over the draw. The 95 % interval is the 2.5 and 97.5 percentiles of
+``N_BOOT`` replicates (Efron & Tibshirani 1993, ch. 13; for NLP evaluation, Koehn 2004 and Dror et
+al. 2018). With one seed, only pairs are resampled.
+
+The two-sided p-value of "no gap" is the one that inverts the percentile interval: twice the
+smaller share of replicates on either side of 0, counts plus one as for any Monte Carlo p-value
+(Davison & Hinkley 1997, ch. 4), so that it is never 0; ``p_value < 0.05`` agrees with the 95 %
+interval excluding 0 up to the resampling noise. A table tests every method against its baseline
+on two metrics, so the p-values of one table (one dataset and baseline: the ``FAMILY`` columns)
+are adjusted together by Holm's step-down method (Holm 1979): with the m p-values sorted,
+p₍ₖ₎ becomes max_{j ≤ k} min(1, (m − j + 1)·p₍ⱼ₎), and a gap is ``significant`` (a dagger) when
+its adjusted ``p_holm`` is at most ``ALPHA``. This holds the chance of any false dagger in a table
+to 5 % whatever the dependence between its tests (as far as the bootstrap p-values are valid).
+The interval columns stay the unadjusted 95 % ones. The paper's generated findings read the same
+rows (``p2o.report.paper.findings_tex``), so a finding never contradicts a dagger.
 
 KL per token has no per-pair value in the evaluation records and is not tested.
 """
@@ -23,11 +36,22 @@ import pandas as pd
 from p2o.io import read_json
 
 N_BOOT = 10_000
+ALPHA = 0.05  # family-wise error rate of each table's daggers
 TESTED = {"eval_rewards/accuracies": "correct", "eval_rewards/margins": "margin"}
+FAMILY = ["dataset", "baseline"]  # the tests one table shows: its dataset, every method against its baseline
+COLUMNS = ["method", "baseline", "dataset", "metric", "diff", "ci_low", "ci_high", "p_value", "p_holm", "significant",
+           "n_seeds", "n_pairs"]
 
 
 def paired_bootstrap(diff: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
     """Mean of ``diff`` (seeds × pairs) and its 95 % percentile interval."""
+    mean, lo, hi, _ = paired_bootstrap_test(diff, n_boot, seed)
+    return mean, lo, hi
+
+
+def paired_bootstrap_test(diff: np.ndarray, n_boot: int = N_BOOT,
+                          seed: int = 0) -> tuple[float, float, float, float]:
+    """Mean of ``diff`` (seeds × pairs), its 95 % percentile interval and the two-sided p-value."""
     diff = np.asarray(diff, dtype=float)
     n_seeds, n_pairs = diff.shape
     rng = np.random.default_rng(seed)
@@ -36,7 +60,22 @@ def paired_bootstrap(diff: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> t
     per_seed_pair_mean = diff[:, pairs].mean(axis=2)  # (n_seeds, n_boot): every seed on the drawn pairs
     replicates = np.take_along_axis(per_seed_pair_mean.T, seeds, axis=1).mean(axis=1)  # (n_boot,)
     lo, hi = np.percentile(replicates, [2.5, 97.5])
-    return float(diff.mean()), float(lo), float(hi)
+    tail = min((replicates <= 0).sum(), (replicates >= 0).sum())
+    p = min(1.0, 2 * (tail + 1) / (n_boot + 1))
+    return float(diff.mean()), float(lo), float(hi), float(p)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the input's order: sorted ascending, the k-th of m
+    is multiplied by m − k + 1, then made non-decreasing (a running maximum) and cut at 1. A
+    hypothesis is rejected at level α when its adjusted p-value is at most α."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
 
 
 def collect_pairs(eval_files: Iterable[str | Path]) -> pd.DataFrame:
@@ -49,12 +88,14 @@ def collect_pairs(eval_files: Iterable[str | Path]) -> pd.DataFrame:
             raise ValueError(f"{path}: no per-pair results ('pairs'); re-run its evaluation with this version")
         margin = np.asarray(r["pairs"]["margin"], dtype=float)
         frames.append(pd.DataFrame({"method": r["method"], "seed": int(r["seed"]), "dataset": r["dataset"],
-                                    "id": r["pairs"]["id"], "margin": margin, "correct": (margin > 0) * 1.0}))
+                                    "id": r["pairs"]["id"], "margin": margin,
+                                    "correct": (margin > 0) + 0.5 * (margin == 0)}))  # a tie: half a win
     return pd.concat(frames, ignore_index=True)
 
 
 def compare(pairs: pd.DataFrame, method: str, baseline: str, datasets: list[str], n_boot: int = N_BOOT) -> list[dict]:
-    """Rows (dataset incl. 'all', metric, diff, ci_low, ci_high, significant) for one method."""
+    """Rows (dataset incl. 'all', metric, diff, ci_low, ci_high, p_value) for one method; ``significance``
+    adds the adjusted p-values."""
     rows = []
     seeds = sorted(set(pairs.loc[pairs["method"] == method, "seed"]) & set(pairs.loc[pairs["method"] == baseline,
                                                                                         "seed"]))
@@ -69,17 +110,20 @@ def compare(pairs: pd.DataFrame, method: str, baseline: str, datasets: list[str]
         n_pairs = len(wide[method]) // len(seeds)
         for metric, column in TESTED.items():
             diff = (wide[method][column] - wide[baseline][column]).to_numpy().reshape(len(seeds), n_pairs)
-            mean, lo, hi = paired_bootstrap(diff, n_boot)
+            mean, lo, hi, p = paired_bootstrap_test(diff, n_boot)
             rows.append({"method": method, "baseline": baseline, "dataset": dataset, "metric": metric, "diff": mean,
-                         "ci_low": lo, "ci_high": hi, "significant": bool(lo > 0 or hi < 0), "n_seeds": len(seeds),
-                         "n_pairs": n_pairs})
+                         "ci_low": lo, "ci_high": hi, "p_value": p, "n_seeds": len(seeds), "n_pairs": n_pairs})
     return rows
 
 
 def significance(pairs: pd.DataFrame, comparisons: Iterable[tuple[str, str]], datasets: list[str],
                  n_boot: int = N_BOOT) -> pd.DataFrame:
-    """``comparisons``: (method, baseline) pairs, e.g. every method vs dpo and every K-step run vs dpo_k3."""
-    rows = [row for method, baseline in comparisons if method != baseline
-            for row in compare(pairs, method, baseline, datasets, n_boot)]
-    return pd.DataFrame(rows, columns=["method", "baseline", "dataset", "metric", "diff", "ci_low", "ci_high",
-                                       "significant", "n_seeds", "n_pairs"])
+    """``comparisons``: (method, baseline) pairs, e.g. every method vs dpo and every K-step run vs dpo_k3.
+    ``p_holm`` adjusts ``p_value`` within each table's family (``FAMILY``); ``significant`` is
+    ``p_holm ≤ ALPHA``."""
+    unique = dict.fromkeys((m, b) for m, b in comparisons if m != b)  # a repeated comparison is one test
+    rows = [row for method, baseline in unique for row in compare(pairs, method, baseline, datasets, n_boot)]
+    frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "significant")])
+    frame["p_holm"] = frame.groupby(FAMILY, sort=False)["p_value"].transform(holm) if len(frame) else []
+    frame["significant"] = frame["p_holm"] <= ALPHA
+    return frame[COLUMNS]

@@ -2,7 +2,9 @@
 
 The best mean in each column is set in bold (highest accuracy and margin, lowest KL; every
 method that ties for it). A method
-whose seeds give no interval (a single seed) shows the mean alone.
+whose seeds give no interval (a single seed) shows the mean alone. A dagger marks a gap to the
+baseline that stays significant after the Holm correction over the table's tests (``dagger_note``
+says so in the caption).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pandas as pd
 
 from p2o.report.aggregate import METRIC_LABELS, METRICS
 from p2o.report.names import latex_name, rm_model_label
+from p2o.report.significance import ALPHA, TESTED
 
 
 def fmt(mean: float, ci: float, digits: int, bold: bool) -> str:
@@ -57,9 +60,19 @@ def method_table(summary: pd.DataFrame, dataset: str, methods: list[str], captio
 
 
 def significant_cells(sig: pd.DataFrame, dataset: str, baseline: str) -> set[tuple[str, str]]:
-    """(method, metric) pairs whose gap to ``baseline`` on ``dataset`` is significant."""
+    """(method, metric) pairs whose gap to ``baseline`` on ``dataset`` is significant after the Holm
+    correction over the table's tests (``p2o.report.significance``)."""
     rows = sig[(sig["dataset"] == dataset) & (sig["baseline"] == baseline) & sig["significant"].astype(bool)]
     return set(zip(rows["method"], rows["metric"]))
+
+
+def dagger_note(sig: pd.DataFrame, dataset: str, baseline: str) -> str:
+    """The caption's sentence on the daggers: their test, and the Holm correction over this table's
+    tests (counted from ``sig``, so that the caption follows the results)."""
+    n = int(((sig["dataset"] == dataset) & (sig["baseline"] == baseline)).sum())
+    return (f"$^\\dagger$: differs from {latex_name(baseline)} under a paired bootstrap over held-out pairs and "
+            f"seeds, Holm--Bonferroni-adjusted $p \\le {ALPHA:g}$ over the table's {n} tests "
+            f"({' and '.join(METRIC_LABELS[m].lower() for m in TESTED)} of each method)")
 
 
 def compute_table(runs: pd.DataFrame, methods: list[str], caption: str, label: str) -> str:

@@ -10,6 +10,10 @@ workflow rule's ``params`` can list exactly what its job reads.
     reference      SFT model + one split                  -> reference log-probs file
     train          SFT model + train splits + references  -> trained model folder, log, summary
     evaluate       policy + SFT model + one eval split    -> metrics JSON
+
+Reference, train and evaluate run every forward at one precision, ``train.autocast`` (passed to
+``reference`` and ``evaluate`` as ``autocast``; see ``p2o.model.logps``), so that the policy's
+log-probs equal the reference's before any update.
 """
 
 from __future__ import annotations
@@ -110,14 +114,15 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
 
 
 def reference(model_dir: PathLike, split_path: PathLike, dataset: str, tokenize: TokenizeConfig, batch_size: int,
-              out_path: PathLike, device: str = "cpu") -> None:
-    """Reference log-probs of one split (chosen, rejected and KTO's mismatched rows)."""
+              out_path: PathLike, device: str = "cpu", autocast: str = "none") -> None:
+    """Reference log-probs of one split (chosen, rejected and KTO's mismatched rows), at the precision
+    ``autocast`` training will run at (``train.autocast``)."""
     from p2o.model.loading import load_model, load_tokenizer
     from p2o.model.reference import compute_reference_logps
 
     tokenizer, model = load_tokenizer(model_dir), load_model(model_dir, device)
     split = load_split(tokenizer, split_path, dataset, tokenize)
-    ref = compute_reference_logps(model, split, tokenize, pad_id_of(tokenizer), batch_size, device)
+    ref = compute_reference_logps(model, split, tokenize, pad_id_of(tokenizer), batch_size, device, autocast)
     ref.save(out_path)
     print(f"reference log-probs of {len(split)} pairs -> {out_path}", file=sys.stderr)
 
@@ -137,6 +142,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     """
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer, save_model
+    from p2o.model.logps import precision
     from p2o.model.reference import ReferenceLogps
     from p2o.training.compute import compute_record, training_compute
     from p2o.training.inputs import needs_reference_model
@@ -146,7 +152,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
     pad_id = pad_id_of(tokenizer)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
-    references = {s.dataset: ReferenceLogps.load(train_refs[s.dataset], s, tokenize) for s in splits}
+    references = {s.dataset: ReferenceLogps.load(train_refs[s.dataset], s, tokenize, optim.autocast) for s in splits}
 
     evaluating = optim.eval_every > 0 and bool(eval_splits)
     # the frozen SFT model, loaded once: the exact held-out KL needs its distribution, and so does TDPO's step
@@ -158,11 +164,13 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
         held_out = []
         for name, (split_path, ref_path) in eval_splits.items():
             split = load_split(tokenizer, split_path, name, tokenize)
-            held_out.append((split, ReferenceLogps.load(ref_path, split, tokenize)))
+            held_out.append((split, ReferenceLogps.load(ref_path, split, tokenize, optim.autocast)))
 
         def evaluator(model):
-            return {s.dataset: evaluate_split(model, reference_model, s, ref, evaluate.beta, pad_id,
-                                              evaluate.batch_size, device, progress=False) for s, ref in held_out}
+            with precision(optim.autocast, device):
+                return {s.dataset: evaluate_split(model, reference_model, s, ref, evaluate.beta, pad_id,
+                                                  evaluate.batch_size, device, progress=False)
+                        for s, ref in held_out}
 
     start = time.time()
     with JsonlLog(out_dir / "log.jsonl") as log:
@@ -182,19 +190,22 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
 
 def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, ref_path: PathLike, dataset: str,
              tokenize: TokenizeConfig, evaluate: EvalConfig, out_path: PathLike, device: str = "cpu",
-             run: Mapping | None = None, config: Mapping | None = None) -> dict:
-    """Held-out metrics of ``policy_dir`` on one split against the reference model ``model_dir``;
-    ``run`` (method, seed, ...) and ``config`` are recorded with them."""
+             run: Mapping | None = None, config: Mapping | None = None, autocast: str = "none") -> dict:
+    """Held-out metrics of ``policy_dir`` on one split against the reference model ``model_dir``, at the
+    precision ``autocast`` the policy trained at; ``run`` (method, seed, ...) and ``config`` are recorded
+    with them."""
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer
+    from p2o.model.logps import precision
     from p2o.model.reference import ReferenceLogps
 
     tokenizer = load_tokenizer(model_dir)
     policy, reference_model = load_model(policy_dir, device), load_model(model_dir, device)
     split = load_split(tokenizer, split_path, dataset, tokenize)
-    ref = ReferenceLogps.load(ref_path, split, tokenize)
-    metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
-                             evaluate.batch_size, device, per_pair=True)
+    ref = ReferenceLogps.load(ref_path, split, tokenize, autocast)
+    with precision(autocast, device):
+        metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
+                                 evaluate.batch_size, device, per_pair=True)
     record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir), "split_sha256": manifest_sha256(split_path),
               **metrics, "provenance": provenance(device, config)}
     write_json(out_path, record)

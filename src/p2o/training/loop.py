@@ -13,7 +13,6 @@ tokens/s.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import sys
@@ -27,14 +26,15 @@ from tqdm.auto import tqdm
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_path
+from p2o.model.logps import precision
 from p2o.model.tokenize import TokenizedSplit
 from p2o.training.schedule import epoch_batches, get_lr, n_batches
 
 
 def autocast(cfg: OptimConfig, device: str):
-    if cfg.autocast == "bf16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """The precision context of a training forward: ``p2o.model.logps.precision``, which the reference
+    log-probs and evaluation use too, with ``cfg.autocast``."""
+    return precision(cfg.autocast, device)
 
 
 class NonFiniteLossError(RuntimeError):

@@ -12,9 +12,11 @@ and the reward model minimises the negative log-likelihood of the observed prefe
     L = −mean_i log σ(r(x_i, y_w,i) − r(x_i, y_l,i))
 
 (Ouyang et al. 2022, eq. 1, with one comparison per prompt; TRL's ``RewardTrainer`` without
-margin or reward centring). Its held-out accuracy is the fraction of pairs with r_w > r_l
-strictly (a tie is a miss, as for the implicit reward in ``p2o.model.evaluate``). The head starts as
-N(0, 1/(d + 1)) with no bias, as in Ziegler et al. 2019 (a bias cancels in r_w − r_l).
+margin or reward centring). Its held-out accuracy counts a tie as half a win,
+mean(1[r_w > r_l] + ½·1[r_w = r_l]), and ``eval_rewards/ties`` gives the share of exact ties, as for
+the implicit reward in ``p2o.model.evaluate``, so the two accuracies compare; the training metric
+``rewards/accuracies`` keeps the strict r_w > r_l of the policies' TRL-named training metric. The
+head starts as N(0, 1/(d + 1)) with no bias, as in Ziegler et al. 2019 (a bias cancels in r_w − r_l).
 
 Training runs on the loop skeleton every trainer shares (``p2o.training.loop``: AdamW with warm-up and
 cosine decay, clipping, non-finite steps skipped, resumable checkpoints, tqdm bar plus JSONL records),
@@ -34,6 +36,7 @@ from tqdm.auto import tqdm
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_dir, read_json, write_json
+from p2o.model.evaluate import pair_accuracy as held_out_accuracy, tie_rate
 from p2o.model.tokenize import SequenceBatch, TokenizedSplit, batch_indices, collate_pairs
 from p2o.training.loop import StepOutput, autocast, train_loop
 
@@ -101,13 +104,13 @@ def bradley_terry_loss(chosen: Tensor, rejected: Tensor) -> tuple[Tensor, dict[s
     loss = -F.logsigmoid(margin).mean()
     metrics = {"rewards/chosen": chosen.detach().mean(), "rewards/rejected": rejected.detach().mean(),
                "rewards/margins": margin.detach().mean(),
-               "rewards/accuracies": pair_accuracy(chosen, rejected)}
+               "rewards/accuracies": (margin.detach() > 0).float().mean()}  # strict, as in training logs
     return loss, metrics
 
 
 def pair_accuracy(chosen: Tensor, rejected: Tensor) -> Tensor:
-    """Fraction of pairs with r_w > r_l strictly (ties are misses)."""
-    return (chosen.detach() > rejected.detach()).float().mean()
+    """Fraction of pairs with r_w > r_l, a tie counting half (``p2o.model.evaluate.pair_accuracy``)."""
+    return held_out_accuracy(chosen.detach() - rejected.detach())
 
 
 def pair_rewards(model: RewardModel, split: TokenizedSplit, index: Sequence[int], pad_id: int,
@@ -152,6 +155,7 @@ def evaluate_reward_model(model: RewardModel, split: TokenizedSplit, pad_id: int
     return {
         "n_pairs": n,
         "eval_rewards/accuracies": pair_accuracy(chosen, rejected).item(),
+        "eval_rewards/ties": tie_rate(chosen - rejected).item(),
         "eval_rewards/margins": (chosen - rejected).mean().item(),
         "eval_rewards/chosen": chosen.mean().item(),
         "eval_rewards/rejected": rejected.mean().item(),
