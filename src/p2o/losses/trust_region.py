@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from p2o.losses.common import BETA, Metrics, dpo_margin, reward_metrics
+from p2o.losses.common import BETA, Metrics, reward_metrics
 from p2o.losses.kto import (DESIRABLE_WEIGHT, MISMATCHED_INPUTS, REF_POINT, UNDESIRABLE_WEIGHT,
                             kto_reference_point)
 from p2o.losses.registry import hp, register
@@ -165,7 +165,8 @@ def p2o(
     way outside the region it is smaller (e.g. h⁺ = 1, h⁻ = 0.5, ρ = 1.5, ε = 0.15: 0.4 against
     0.575). With ``ratio="per_side"``, ``clip="per_term"`` is PPO's trust region for each response.
     """
-    h_chosen, h_rejected, _ = dpo_margin(policy, reference, beta)
+    h_chosen = beta * (policy.chosen - reference.chosen)
+    h_rejected = beta * (policy.rejected - reference.rejected)
     return trust_region_loss(policy, reference, snapshot, h_chosen, -h_rejected, beta, eps_clip, kl_coef, ratio,
                              clip, kl_estimator)
 
@@ -212,7 +213,8 @@ def pkto(
     """
     z0 = kto_reference_point(policy, reference, ref_point, policy_mismatched, reference_mismatched)
     z = beta * z0
-    h_chosen, h_rejected, _ = dpo_margin(policy, reference, beta)
+    h_chosen = beta * (policy.chosen - reference.chosen)
+    h_rejected = beta * (policy.rejected - reference.rejected)
     loss, metrics = trust_region_loss(policy, reference, snapshot, desirable_weight * (h_chosen - z),
                                       undesirable_weight * (z - h_rejected), beta, eps_clip, kl_coef, ratio,
                                       clip, kl_estimator)
