@@ -147,8 +147,8 @@ def test_prepare_dataset_on_demo(demo, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["eval.jsonl", "manifest.json", "train.jsonl"]
     assert read_json(out / "manifest.json") == manifest
     assert list(manifest) == [
-        "dataset", "format", "source", "split", "data_dir", "revision", "min_score_ratio", "split_salt",
-        "rows", "pairs", "dropped", "splits",
+        "dataset", "format", "source", "split", "data_dir", "revision", "min_score_ratio",
+        "max_pairs_per_prompt", "split_salt", "rows", "pairs", "dropped", "splits",
     ]  # fmt: skip
     assert (
         manifest["dataset"] == "shp"

@@ -53,9 +53,13 @@ def test_order_follows_the_prompt_hash():
     def u(row):
         return hashlib.sha256(f"s\x00{row['dataset']}\x00{row['prompt']}".encode()).hexdigest()
 
-    for part in (train, evals):
-        keys = [(u(r), r["id"]) for r in part.to_dict("records")]
-        assert keys == sorted(keys)
+    keys = [(u(r), r["id"]) for r in evals.to_dict("records")]
+    assert keys == sorted(keys)
+    # train is round-robin over its prompts: every prompt's k-th pair (in id order) in u order, k = 0, 1, ...
+    by_prompt = pairs.groupby("prompt")["id"].apply(sorted)
+    rank = [by_prompt[r["prompt"]].index(r["id"]) for r in train.to_dict("records")]
+    keys = [(k, u(r)) for k, r in zip(rank, train.to_dict("records"), strict=True)]
+    assert keys == sorted(keys) and max(rank) > 0
     # every eval prompt hashes below every train prompt
     assert max(u(r) for r in evals.to_dict("records")) < min(u(r) for r in train.to_dict("records"))
 

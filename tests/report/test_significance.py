@@ -46,7 +46,8 @@ def test_false_positive_rate_is_near_five_percent():
 
 def pairs_frame(values: dict) -> pd.DataFrame:
     """{(method, seed, dataset): [margins]} -> the per-pair frame collect_pairs makes."""
-    rows = [{"method": m, "seed": s, "dataset": d, "id": f"{d}{i}", "margin": v, "correct": float(v > 0)}
+    rows = [{"method": m, "seed": s, "dataset": d, "id": f"{d}{i}", "prompt": f"q{i}", "margin": v,
+             "correct": float(v > 0)}
             for (m, s, d), margins in values.items() for i, v in enumerate(margins)]
     return pd.DataFrame(rows)
 
@@ -84,12 +85,18 @@ def test_different_pairs_are_an_error():
 def test_collect_pairs_reads_evaluation_records(tmp_path):
     path = tmp_path / "hh.json"
     path.write_text(json.dumps({"method": "p2o", "seed": 0, "dataset": "hh",
-                                "pairs": {"id": ["a", "b", "c"], "margin": [0.5, 0.0, -1.0]}}))
+                                "pairs": {"id": ["a", "b", "c"], "prompt": ["x", "x", "y"],
+                                          "margin": [0.5, 0.0, -1.0]}}))
     frame = collect_pairs([path])
     assert frame["correct"].tolist() == [1.0, 0.5, 0.0]  # a tie is half a win, as in eval_rewards/accuracies
+    assert frame["prompt"].tolist() == ["x", "x", "y"]
     (tmp_path / "old.json").write_text(json.dumps({"method": "p2o", "seed": 0, "dataset": "hh"}))
     with pytest.raises(ValueError, match="old.json"):
         collect_pairs([tmp_path / "old.json"])
+    (tmp_path / "unclustered.json").write_text(json.dumps({"method": "p2o", "seed": 0, "dataset": "hh",
+                                                           "pairs": {"id": ["a"], "margin": [0.5]}}))
+    with pytest.raises(ValueError, match=r"unclustered\.json.*pairs\.prompt.*re-run"):
+        collect_pairs([tmp_path / "unclustered.json"])
 
 
 # ---------------------------------------------------------------- p-values and the Holm correction
@@ -138,7 +145,7 @@ def synthetic_pairs(n: int = 60, seed: int = 7) -> pd.DataFrame:
         for s in range(3):
             for m in ("dpo", "p2o", "ipo", "kto"):
                 margin = pair + (ahead if m == "p2o" else 0.0) + rng.normal(0, 0.5, n)
-                rows += [{"method": m, "seed": s, "dataset": d, "id": f"{d}{i}", "margin": v,
+                rows += [{"method": m, "seed": s, "dataset": d, "id": f"{d}{i}", "prompt": f"q{i}", "margin": v,
                           "correct": float(v > 0)} for i, v in enumerate(margin)]
     return pd.DataFrame(rows)
 

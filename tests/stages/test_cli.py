@@ -71,6 +71,7 @@ def test_every_method_has_metrics_for_every_split(demo_run):
                 assert math.isfinite(r[key]), (method, split, key)
             assert 0 <= r["eval_rewards/accuracies"] <= 1 and r["eval_kl/token_mean"] > 0
             assert len(r["split_sha256"]) == 64
+            assert len(r["pairs"]["prompt"]) == 8 and all(len(k) == 16 for k in r["pairs"]["prompt"])
             assert r["provenance"]["versions"]["torch"] and r["provenance"]["device"] == "cpu"
             assert r["provenance"]["config_sha256"] == config_sha256(r["provenance"]["config"])
             assert r["provenance"]["config"]["data"]["n_eval"] == 8 and r["seed"] == 0

@@ -80,7 +80,8 @@ def get_download_params(wildcards):
 def get_prepare_params(wildcards):
     ds = CFG.data.datasets[wildcards.dataset]
     data = CFG.data
-    return {"format": ds.format, "min_score_ratio": ds.min_score_ratio, "n_train": data.n_train,
+    return {"format": ds.format, "min_score_ratio": ds.min_score_ratio,
+            "max_pairs_per_prompt": ds.max_pairs_per_prompt, "n_train": data.n_train,
             "n_eval": data.n_eval, "split_salt": data.split_salt}
 
 

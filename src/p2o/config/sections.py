@@ -31,6 +31,9 @@ class DatasetConfig:
     revision: str | None = setting(None, "hub revision (commit sha or tag) pinning the data")
     min_score_ratio: float | None = setting(None, "SHP only: keep pairs whose score_ratio is at least this "
                                                   "(the SHP authors: 2)", minimum=1)
+    max_pairs_per_prompt: int | None = setting(None, "keep at most this many pairs of one prompt, those with the "
+                                                     "smallest ids (SHP's card: at most 5 per post; null: all)",
+                                               minimum=1)
 
     def validate(self, key: str) -> None:
         if self.min_score_ratio is not None and self.format != "shp":

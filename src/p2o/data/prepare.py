@@ -6,7 +6,9 @@
   form hashed by ``split_hash`` (keys sorted, UTF-8), so ``sha256sum train.jsonl`` equals the
   manifest's ``splits.train.sha256``.
 * ``manifest.json`` (written last): ``{dataset, format, source, split, data_dir, revision,
-  min_score_ratio, split_salt, rows, pairs, dropped, splits: {train: {n, sha256}, eval: {n, sha256}}}``.
+  min_score_ratio, max_pairs_per_prompt, split_salt, rows, pairs, dropped, splits: {train: {n, sha256},
+  eval: {n, sha256}}}``. ``dropped`` is ``load_pairs``'s report plus ``over_max_pairs_per_prompt``, the
+  pairs ``cap_pairs_per_prompt`` left out, so that ``rows == pairs + sum(dropped.values())``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from p2o.config import DatasetConfig
 from p2o.data.errors import DataFormatError
 from p2o.data.load import load_pairs
 from p2o.data.pairs import PAIR_COLUMNS
-from p2o.data.splits import split_hash, split_pairs
+from p2o.data.splits import cap_pairs_per_prompt, split_hash, split_pairs
 from p2o.io import read_jsonl, write_json, write_jsonl
+
+OVER_MAX_PAIRS_PER_PROMPT = "over_max_pairs_per_prompt"  # the drop reason of cap_pairs_per_prompt
 
 
 def prepare_dataset(
@@ -36,6 +40,8 @@ def prepare_dataset(
     """Load, split and write dataset ``name``; return the manifest (see the module docstring)."""
     out_dir = Path(out_dir)
     pairs, report = load_pairs(name, ds)
+    pairs, n_over = cap_pairs_per_prompt(pairs, ds.max_pairs_per_prompt)
+    report = {**report, "pairs": len(pairs), "dropped": {**report["dropped"], OVER_MAX_PAIRS_PER_PROMPT: n_over}}
     train, evals = split_pairs(pairs, n_train, n_eval, salt)
     splits = {}
     for split_name, frame in (("train", train), ("eval", evals)):
@@ -49,6 +55,7 @@ def prepare_dataset(
         "data_dir": ds.data_dir,
         "revision": ds.revision,
         "min_score_ratio": ds.min_score_ratio,
+        "max_pairs_per_prompt": ds.max_pairs_per_prompt,
         "split_salt": salt,
         "rows": report["rows"],
         "pairs": report["pairs"],

@@ -3,19 +3,30 @@
 Membership is decided by a salted hash of the prompt, never by row position or a random generator:
 ``u(prompt) = sha256(salt + "\\0" + dataset + "\\0" + prompt)``. Prompts are sorted by ``u`` and
 walked in that order; whole prompts go to eval until eval holds at least ``n_eval`` pairs, every
-later prompt goes to train. Eval is then the first ``n_eval`` eval-prompt pairs and train the first
-``n_train`` train-prompt pairs, both in ``(u, id)`` order. Pairs of the last eval prompt beyond
+later prompt goes to train. Eval is the first ``n_eval`` eval-prompt pairs in ``(u, id)`` order.
+Train is drawn across prompts, round-robin: the first pair (smallest id) of every train prompt in
+``u`` order, then the second pair of every prompt that has one, and so on; train is the first
+``n_train`` pairs of that sequence. Where a prompt has many pairs (SHP: many comment pairs per post)
+the training pairs thus come from as many prompts as possible; where every prompt has one pair
+(hh-rlhf, UltraFeedback) the sequence is plain ``u`` order. Pairs of the last eval prompt beyond
 ``n_eval`` are left out of both splits, so no prompt is ever in both.
 
 Properties: the same pairs and salt give the same splits whatever the row order; eval for a smaller
 ``n_eval`` is a prefix (so a subset) of eval for a larger one; with ``n_eval`` fixed, train for a
-smaller ``n_train`` is a prefix of train for a larger one.
+smaller ``n_train`` is a prefix of train for a larger one (the reward-model experiment's nested
+subsets rely on it).
+
+``cap_pairs_per_prompt`` runs before the split when a dataset sets ``max_pairs_per_prompt``: it
+keeps the pairs of each prompt with the smallest ids, a choice that depends on neither the row order
+nor the salt. ``mismatched_partner`` pairs a prompt with the response of the next pair (cyclically)
+whose prompt differs, for KTO's mismatched completion (``p2o.model.tokenize``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Hashable, Sequence
 
 import pandas as pd
 
@@ -40,14 +51,21 @@ def split_pairs(
     ids = list(frame["id"])
     order = sorted(range(len(frame)), key=lambda i: (u[i], ids[i]))
     eval_rows: list[int] = []
-    train_rows: list[int] = []
+    train_prompts: list[list[int]] = []  # rows of each train prompt in id order, prompts in u order
     to_eval = True
     previous = None
     for i in order:
         if u[i] != previous:  # a new prompt: rows of one prompt are contiguous in (u, id) order
             previous = u[i]
             to_eval = len(eval_rows) < n_eval
-        (eval_rows if to_eval else train_rows).append(i)
+            if not to_eval:
+                train_prompts.append([])
+        if to_eval:
+            eval_rows.append(i)
+        else:
+            train_prompts[-1].append(i)
+    train_rows = [rows[k] for k in range(max(map(len, train_prompts), default=0))
+                  for rows in train_prompts if k < len(rows)]  # round-robin across prompts
 
     name = ", ".join(sorted(set(frame["dataset"]))) or "(empty)"
     n_prompts = len(set(u))
@@ -66,6 +84,49 @@ def split_pairs(
     train = frame.loc[train_rows[:n_train], cols].reset_index(drop=True)
     evals = frame.loc[eval_rows[:n_eval], cols].reset_index(drop=True)
     return train, evals
+
+
+def cap_pairs_per_prompt(pairs: pd.DataFrame, k: int | None) -> tuple[pd.DataFrame, int]:
+    """``(kept, n_dropped)``: at most ``k`` pairs of each (dataset, prompt), those with the smallest
+    ids, in their original row order; ``k`` None keeps every pair."""
+    frame = pairs.reset_index(drop=True)
+    if k is None:
+        return frame, 0
+    rank = frame.groupby(["dataset", "prompt"], sort=False)["id"].rank(method="first")
+    kept = frame[rank <= k].reset_index(drop=True)
+    return kept, len(frame) - len(kept)
+
+
+def mismatched_partner(prompts: Sequence[Hashable], i: int) -> int:
+    """The first index after ``i`` (cyclically) whose prompt differs from ``prompts[i]``.
+
+    Raises ``ValueError`` when every prompt equals ``prompts[i]``: no mismatched completion exists.
+    """
+    n = len(prompts)
+    for step in range(1, n):
+        j = (i + step) % n
+        if prompts[j] != prompts[i]:
+            return j
+    raise ValueError(f"all {n} pairs share one prompt, so none can be paired with another prompt's response "
+                     f"(KTO's mismatched completion, ref_point: mismatched)")
+
+
+def mismatched_partners(prompts: Sequence[Hashable]) -> list[int]:
+    """``mismatched_partner(prompts, i)`` for every ``i`` in O(n), or -1 everywhere when every prompt is
+    the same (or there are none)."""
+    n = len(prompts)
+    if n == 0 or all(p == prompts[0] for p in prompts):
+        return [-1] * n
+    nxt = [0] * (2 * n)  # over two laps: nxt[t] is the first t' > t whose prompt differs from t's
+    nxt[-1] = 2 * n  # never read: lap two's last row is no one's partner
+    for t in range(2 * n - 2, -1, -1):
+        nxt[t] = t + 1 if prompts[(t + 1) % n] != prompts[t % n] else nxt[t + 1]
+    return [nxt[i] % n for i in range(n)]
+
+
+def prompt_key(prompt: str) -> str:
+    """A short hash of a prompt's text: the cluster of a pair in ``p2o.report.significance``."""
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
 
 
 def canonical_lines(df: pd.DataFrame) -> list[str]:

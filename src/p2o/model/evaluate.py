@@ -25,7 +25,8 @@ strict definition, h(y⁺) > h(y⁻) (a tie is a miss): at the first training st
 (``p2o.training.reward_model.evaluate_reward_model``) counts ties as here, so the two compare.
 
 With ``per_pair=True`` the record also holds ``pairs``: each pair's id and margin h(y⁺) − h(y⁻), for
-the paired bootstrap of ``p2o.report.significance``.
+the paired bootstrap of ``p2o.report.significance``; the evaluation stage (``p2o.stages.jobs.evaluate``)
+adds each pair's ``prompt`` (``p2o.data.splits.prompt_key``), the cluster that bootstrap resamples.
 
 Reference log-probs for the rewards are the shared precomputed ones; the reference model is run
 as well because the exact KL needs its full distribution, and the two are checked to agree.

@@ -37,12 +37,20 @@ class TokenizedSplit:
 
     def mismatched_response(self, i: int) -> list[int]:
         """Mismatched completion for KTO's reference point: pair i's prompt with the chosen
-        response of pair i+1 (mod n) of the same split, cut to pair i's response budget.
+        response of the next pair (cyclically) whose prompt differs (``p2o.data.splits.mismatched_partner``,
+        comparing prompt token ids), cut to pair i's response budget. Pair i+1 is usually that pair,
+        but not where one prompt has several pairs (SHP): an answer to the same post is no mismatch.
 
         Fixing the pairing at split level (TRL rotates within each batch) lets the reference
-        log-probs of these rows be computed once, with the others.
+        log-probs of these rows be computed once, with the others. Raises ``ValueError`` when every
+        pair of the split has the same prompt.
         """
-        j = (i + 1) % len(self)
+        from p2o.data.splits import mismatched_partner
+
+        try:
+            j = mismatched_partner(self.prompt, i)
+        except ValueError as e:
+            raise ValueError(f"split {self.dataset!r}: {e}") from None
         return self.chosen[j][: self.max_length - len(self.prompt[i])]
 
     def n_tokens(self, i: int) -> int:

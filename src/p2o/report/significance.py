@@ -5,10 +5,17 @@ Every method is evaluated on the same held-out pairs, so differences are paired:
 seed s, d[s, i] = x_method[s, i] − x_baseline[s, i], with x the pair's correctness (1 if h⁺ > h⁻,
 ½ for a tie, 0 otherwise, so the mean is the reward accuracy of ``p2o.model.evaluate``) or its
 reward margin h⁺ − h⁻. One bootstrap replicate draws the seeds with replacement and,
-independently, the pairs with replacement (the same pairs for both methods: that is the pairing),
-and takes the mean of d over the draw. The 95 % interval is the 2.5 and 97.5 percentiles of
-``N_BOOT`` replicates (Efron & Tibshirani 1993, ch. 13; for NLP evaluation, Koehn 2004 and Dror et
-al. 2018). With one seed, only pairs are resampled.
+independently, the prompts with replacement, each with all its held-out pairs (the same pairs for
+both methods: that is the pairing), and takes the mean of d over the draw. The 95 % interval is the
+2.5 and 97.5 percentiles of ``N_BOOT`` replicates (Efron & Tibshirani 1993, ch. 13; for NLP
+evaluation, Koehn 2004 and Dror et al. 2018). With one seed, only prompts are resampled.
+
+Resampling prompts rather than pairs is the cluster bootstrap (Davison & Hinkley 1997, §3.8; Field
+& Welsh 2007; Cameron, Gelbach & Miller 2008): pairs of one prompt (an SHP post's comments, which
+recur across its pairs) are not independent, and resampling them one by one would understate the
+variance and give daggers too easily. Where every prompt has one pair (hh-rlhf, UltraFeedback) it is
+the pair bootstrap, draw for draw: the same seed gives the same interval. A replicate's mean is the
+ratio of the drawn prompts' summed differences to their pair count.
 
 The two-sided p-value of "no gap" is the one that inverts the percentile interval: twice the
 smaller share of replicates on either side of 0, counts plus one as for any Monte Carlo p-value
@@ -43,22 +50,35 @@ COLUMNS = ["method", "baseline", "dataset", "metric", "diff", "ci_low", "ci_high
            "n_seeds", "n_pairs"]
 
 
-def paired_bootstrap(diff: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap(diff: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
+                     clusters=None) -> tuple[float, float, float]:
     """Mean of ``diff`` (seeds × pairs) and its 95 % percentile interval."""
-    mean, lo, hi, _ = paired_bootstrap_test(diff, n_boot, seed)
+    mean, lo, hi, _ = paired_bootstrap_test(diff, n_boot, seed, clusters)
     return mean, lo, hi
 
 
-def paired_bootstrap_test(diff: np.ndarray, n_boot: int = N_BOOT,
-                          seed: int = 0) -> tuple[float, float, float, float]:
-    """Mean of ``diff`` (seeds × pairs), its 95 % percentile interval and the two-sided p-value."""
+def paired_bootstrap_test(diff: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
+                          clusters=None) -> tuple[float, float, float, float]:
+    """Mean of ``diff`` (seeds × pairs), its 95 % percentile interval and the two-sided p-value.
+
+    ``clusters`` (one label per pair, e.g. its prompt) are resampled whole; None: each pair is its own.
+    """
     diff = np.asarray(diff, dtype=float)
     n_seeds, n_pairs = diff.shape
+    if clusters is None:
+        clusters = np.arange(n_pairs)
+    codes, _ = pd.factorize(np.asarray(clusters))  # cluster k first appears before cluster k + 1
+    if len(codes) != n_pairs:
+        raise ValueError(f"{len(codes)} cluster labels for {n_pairs} pairs")
+    n_clusters = codes.max() + 1 if n_pairs else 0
+    sums = np.zeros((n_seeds, n_clusters))  # (n_seeds, n_clusters): each seed's sum of d over a cluster
+    np.add.at(sums, (slice(None), codes), diff)
+    counts = np.bincount(codes, minlength=n_clusters).astype(float)  # (n_clusters,)
     rng = np.random.default_rng(seed)
     seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds)) if n_seeds > 1 else np.zeros((n_boot, 1), int)
-    pairs = rng.integers(0, n_pairs, size=(n_boot, n_pairs))
-    per_seed_pair_mean = diff[:, pairs].mean(axis=2)  # (n_seeds, n_boot): every seed on the drawn pairs
-    replicates = np.take_along_axis(per_seed_pair_mean.T, seeds, axis=1).mean(axis=1)  # (n_boot,)
+    drawn = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
+    per_seed_mean = sums[:, drawn].sum(axis=2) / counts[drawn].sum(axis=1)  # (n_seeds, n_boot)
+    replicates = np.take_along_axis(per_seed_mean.T, seeds, axis=1).mean(axis=1)  # (n_boot,)
     lo, hi = np.percentile(replicates, [2.5, 97.5])
     tail = min((replicates <= 0).sum(), (replicates >= 0).sum())
     p = min(1.0, 2 * (tail + 1) / (n_boot + 1))
@@ -79,16 +99,19 @@ def holm(p_values) -> np.ndarray:
 
 
 def collect_pairs(eval_files: Iterable[str | Path]) -> pd.DataFrame:
-    """Per-pair margins and correctness (method, seed, dataset, id, margin, correct) from the
-    evaluation records' ``pairs`` field."""
+    """Per-pair margins and correctness (method, seed, dataset, id, prompt, margin, correct) from the
+    evaluation records' ``pairs`` field; ``prompt`` is the pair's cluster."""
     frames = []
     for path in eval_files:
         r = read_json(path)
         if "pairs" not in r:
             raise ValueError(f"{path}: no per-pair results ('pairs'); re-run its evaluation with this version")
+        if "prompt" not in r["pairs"]:
+            raise ValueError(f"{path}: per-pair results without each pair's prompt ('pairs.prompt'), which the "
+                             f"bootstrap resamples; re-run its evaluation with this version")
         margin = np.asarray(r["pairs"]["margin"], dtype=float)
         frames.append(pd.DataFrame({"method": r["method"], "seed": int(r["seed"]), "dataset": r["dataset"],
-                                    "id": r["pairs"]["id"], "margin": margin,
+                                    "id": r["pairs"]["id"], "prompt": r["pairs"]["prompt"], "margin": margin,
                                     "correct": (margin > 0) + 0.5 * (margin == 0)}))  # a tie: half a win
     return pd.concat(frames, ignore_index=True)
 
@@ -108,9 +131,12 @@ def compare(pairs: pd.DataFrame, method: str, baseline: str, datasets: list[str]
         if wide[method].empty or not wide[method].index.equals(wide[baseline].index):
             raise ValueError(f"{method} and {baseline} were not evaluated on the same pairs and seeds ({dataset})")
         n_pairs = len(wide[method]) // len(seeds)
+        first_seed = wide[method].iloc[:n_pairs]  # every seed holds the same pairs, in the same order
+        clusters = [f"{d}\0{p}" for d, p in zip(first_seed.index.get_level_values("dataset"), first_seed["prompt"],
+                                                 strict=True)]
         for metric, column in TESTED.items():
             diff = (wide[method][column] - wide[baseline][column]).to_numpy().reshape(len(seeds), n_pairs)
-            mean, lo, hi, p = paired_bootstrap_test(diff, n_boot)
+            mean, lo, hi, p = paired_bootstrap_test(diff, n_boot, clusters=clusters)
             rows.append({"method": method, "baseline": baseline, "dataset": dataset, "metric": metric, "diff": mean,
                          "ci_low": lo, "ci_high": hi, "p_value": p, "n_seeds": len(seeds), "n_pairs": n_pairs})
     return rows

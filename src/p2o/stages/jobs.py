@@ -194,6 +194,8 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, re
     """Held-out metrics of ``policy_dir`` on one split against the reference model ``model_dir``, at the
     precision ``autocast`` the policy trained at; ``run`` (method, seed, ...) and ``config`` are recorded
     with them."""
+    from p2o.data import read_split
+    from p2o.data.splits import prompt_key
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer
     from p2o.model.logps import precision
@@ -206,6 +208,7 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, re
     with precision(autocast, device):
         metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
                                  evaluate.batch_size, device, per_pair=True)
+    metrics["pairs"]["prompt"] = [prompt_key(p) for p in read_split(split_path)["prompt"]]  # the bootstrap's clusters
     record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir), "split_sha256": manifest_sha256(split_path),
               **metrics, "provenance": provenance(device, config)}
     write_json(out_path, record)
