@@ -4,7 +4,7 @@
 - ``curves``: one row per logged value during training, training records (``kind = train``) and
   held-out evaluations (``kind = eval``), with ``pairs_seen`` as a common x-axis for methods that
   take a different number of optimizer steps per batch;
-- ``runs``: one row per (method, seed) with its loss, hyper-parameters, steps, wall time and
+- ``runs``: one row per (method, seed) with its loss, hyper-parameters, learning rate, steps, wall time and
   provenance (config hash, split hashes, git commit, package versions, device).
 
 ``summarise`` gives mean ± 95 % confidence half-width over seeds (Student's t, n − 1 degrees of
@@ -70,6 +70,7 @@ def collect_runs(summary_files: Iterable[str | Path]) -> pd.DataFrame:
         versions = prov.get("versions", {})
         rows.append({"method": s["method"], "seed": int(s["seed"]), "loss": s["loss"],
                      "inner_steps": s["inner_steps"], "hparams": json.dumps(s["hparams"], sort_keys=True),
+                     "lr": s["train"].get("lr"), "lr_scale": s.get("lr_scale", 1.0),
                      "steps": s["final"]["steps"], "batch_size": s["train"]["batch_size"], "wall_s": s["wall_s"],
                      "config_sha256": prov.get("config_sha256"), "git_commit": prov.get("git_commit"),
                      "device": prov.get("device"), "device_name": prov.get("device_name"),
@@ -114,3 +115,4 @@ def overall(metrics: pd.DataFrame) -> pd.DataFrame:
     per_seed = metrics.groupby(["method", "seed", "metric"], sort=False)["value"].mean().reset_index()
     per_seed["dataset"] = "all"
     return summarise(per_seed)
+
