@@ -140,7 +140,8 @@ def config_cases() -> list[tuple[tuple, object, str]]:
 
 
 def method_cases() -> list[tuple[tuple, object, str]]:
-    """For every registered loss: bad hyper-parameters (from each one's Param), bad inner_steps, an unknown key."""
+    """For every registered loss: bad hyper-parameters (from each one's Param), bad inner_steps and lr_scale, an
+    unknown key."""
     cases = []
     for loss, spec in LOSSES.items():
         path = ("methods", f"m_{loss}")
@@ -148,6 +149,7 @@ def method_cases() -> list[tuple[tuple, object, str]]:
         cases += [((*path, "inner_steps"), v, "bad inner_steps") for v in (0, -1, 1.5, True, "3")]
         cases += [((*path, "inner_steps"), v, "inner_steps out of range")
                   for v in _outside(METHOD_KEYS["inner_steps"].bound_dict, True)]
+        cases += [((*path, "lr_scale"), v, "bad lr_scale") for v in (0, -1.0, math.nan, math.inf, True, "2")]
         cases.append(((*path, "no_such_hparam"), 1.0, "unknown hyper-parameter"))
         for hp, param in spec.hparams.items():
             if param.choices:

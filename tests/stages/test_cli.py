@@ -49,7 +49,8 @@ def demo_run(tmp_path_factory):
         "data": {**SMALL["data"], "datasets": {"hh": {"source": str(raw / "hh.jsonl"), "data_dir": None},
                                                "shp": {"source": str(raw / "shp.jsonl")},
                                                "uf": {"source": str(raw / "ultrafeedback.jsonl")}}},
-        "methods": {name: ({"inner_steps": 2} if "snapshot" in LOSSES[name].inputs else {}) for name in LOSSES},
+        "methods": {name: ({"inner_steps": 2} if "snapshot" in LOSSES[name].inputs else {})
+                    | ({"lr_scale": 2.0} if name == "pkto" else {}) for name in LOSSES},
     })
     common = ["-c", "config/config.yaml", "-c", cfg, "--workdir", root / "results", "--device", "cpu"]
     for step in ("prepare", "init", "sft", "reference"):
@@ -101,6 +102,12 @@ def test_training_logs_and_trust_region_bookkeeping(demo_run):
     assert config["methods"]["p2o"]["inner_steps"] == 2 and config["train"]["max_nonfinite_frac"] == 0.01
     assert summary["provenance"]["config_sha256"] == config_sha256(config)
     assert (results / "train" / "p2o" / "seed0" / "model" / "config.json").exists()
+    scaled = read_json(results / "train" / "pkto" / "seed0" / "summary.json")  # lr_scale: 2.0
+    assert scaled["lr_scale"] == 2.0 and summary["lr_scale"] == 1.0
+    assert scaled["train"]["lr"] == 2 * summary["train"]["lr"] == 2 * config["train"]["lr"]
+    scaled_log = [json.loads(line) for line in open(results / "train" / "pkto" / "seed0" / "log.jsonl")]
+    assert max(r["lr"] for r in scaled_log if r["kind"] == "train") == pytest.approx(
+        2 * max(r["lr"] for r in train))
 
 
 def test_reference_log_probs_are_shared_and_checked(demo_run):

@@ -122,6 +122,10 @@ def test_reduced_demo_end_to_end_and_partial_rerun(tmp_path):
     assert "table_matched" in (generated / "tables.tex").read_text()
     compute = (generated / "table_compute.tex").read_text()
     assert "DPO ($K$=2) & 2 &" in compute
+    trust = (generated / "table_trust_region.tex").read_text()  # P²O only: DPO's loss clips nothing
+    assert "P$^2$O: lr" in trust and "\\multicolumn{7}{l}{DPO" not in trust
+    assert "The trust region of P$^2$O (lr" in (generated / "trust_region.tex").read_text()
+    assert "DPO & --" in (generated / "table_seed_spread.tex").read_text()  # one seed: no spread
     sig = (wd / "results" / "aggregate" / "significance.csv").read_text()
     assert "p2o,dpo,all,eval_rewards/accuracies" in sig and "p2o,dpo_k2,all" in sig
 
@@ -197,7 +201,9 @@ def test_paper_depends_on_every_generated_file_main_tex_reads(tmp_path):
     assert {"generated/numbers.tex", "generated/tables.tex", "generated/rm_vs_dpo.pdf"} <= read
     inputs = paper_inputs()
     assert {f"results/paper/{name}" for name in read} <= inputs
-    assert {"results/paper/generated/table_hh.tex", "results/paper/generated/table_compute.tex"} <= inputs
+    assert {"results/paper/generated/table_hh.tex", "results/paper/generated/table_compute.tex",
+            "results/paper/generated/table_trust_region.tex", "results/paper/generated/trust_region.tex",
+            "results/paper/generated/table_seed_spread.tex"} <= inputs
     assert {"paper/main.tex", "paper/refs.bib"} <= inputs
 
     figure = next(line for line in tex.splitlines() if "generated/rm_vs_dpo.pdf" in line)

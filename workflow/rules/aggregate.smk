@@ -9,9 +9,13 @@ rule aggregate:
         curves=layout.aggregate("curves"),
         runs=layout.aggregate("runs"),
         significance=layout.aggregate("significance"),
+        seed_spread=layout.aggregate("seed_spread"),
+        trust_region=layout.aggregate("trust_region"),
+        trust_region_summary=layout.aggregate("trust_region_summary"),
     params:
         comparisons=comparisons(),
         datasets=DATASETS,
+        trust_region_methods=TRUST_REGION_METHODS,
     log:
         "logs/aggregate.log",
     script:

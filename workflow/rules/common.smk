@@ -23,6 +23,9 @@ DATASETS = CFG.data.names  # training order
 MAIN_METHODS = CFG.method_names  # the original protocol: order of table rows and legends
 MATCHED_METHODS = CFG.matched_names  # rows of the compute-matched table (every method at K steps per batch)
 METHODS = CFG.all_method_names  # everything trained: the above plus the K-step reruns
+# runs whose loss clips a ratio to the batch's snapshot (P²O, PKTO and their variants), read from the loss
+# catalogue: the rows of the trust-region table
+TRUST_REGION_METHODS = [m for m in METHODS if CFG.method(m).trust_region]
 
 
 def baseline_of(rows):

@@ -8,9 +8,13 @@ rule tables:
         summary=layout.aggregate("summary"),
         runs=layout.aggregate("runs"),
         significance=layout.aggregate("significance"),
+        seed_spread=layout.aggregate("seed_spread"),
+        trust_region=layout.aggregate("trust_region_summary"),
     output:
         tex=[layout.generated(f"table_{table}.tex") for table in TABLES],
         compute=layout.generated("table_compute.tex"),
+        seed_spread=layout.generated("table_seed_spread.tex"),
+        trust_region=layout.generated("table_trust_region.tex"),
         index=layout.generated("tables.tex"),
         csv=report(
             [layout.table(table) for table in TABLES],
@@ -24,6 +28,8 @@ rule tables:
         matched_baseline=baseline_of(MATCHED_METHODS),
         inner_steps=CFG.compute_matched.inner_steps,
         all_methods=METHODS,
+        trust_region_methods=TRUST_REGION_METHODS,
+        datasets=DATASETS,
         tables=TABLES,
     log:
         "logs/tables.log",
@@ -54,15 +60,18 @@ rule paper_numbers:
         summary=layout.aggregate("summary"),
         runs=layout.aggregate("runs"),
         significance=layout.aggregate("significance"),  # the findings' verdicts are the tables' daggers
+        trust_region=layout.aggregate("trust_region_summary"),
         manifests=[layout.manifest(d) for d in DATASETS],
         train_summary=[layout.train(METHODS[0], SEEDS[0]).summary],
     output:
         numbers=layout.generated("numbers.tex"),
         setup=layout.generated("setup.tex"),
         findings=layout.generated("findings.tex"),
+        trust_region=layout.generated("trust_region.tex"),
     params:
         model=CFG.model.name_or_path,
         methods=MAIN_METHODS,
+        trust_region_methods=TRUST_REGION_METHODS,
         datasets=DATASETS,
     log:
         "logs/paper_numbers.log",

@@ -4,6 +4,7 @@ import pandas as pd
 
 from _common import log_to
 from p2o.io import read_json, write_text
+from p2o.report import trust_region
 from p2o.report.paper import findings_tex, numbers_tex, setup_tex
 
 log_to(snakemake)
@@ -13,3 +14,6 @@ manifests = {Path(m).parent.name: read_json(m) for m in inp.manifests}
 write_text(snakemake.output.numbers, numbers_tex(runs))
 write_text(snakemake.output.setup, setup_tex(runs, manifests, read_json(inp.train_summary[0]), p.model))
 write_text(snakemake.output.findings, findings_tex(summary, p.methods, p.datasets, sig))
+settings, eps_clip = trust_region.settings_of(runs, p.trust_region_methods)
+write_text(snakemake.output.trust_region, trust_region.activity_tex(pd.read_csv(inp.trust_region),
+                                                                    p.trust_region_methods, settings, eps_clip))

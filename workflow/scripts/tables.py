@@ -2,7 +2,9 @@ import pandas as pd
 
 from _common import log_to
 from p2o.io import atomic_path, write_text
-from p2o.report.tables import compute_table, dagger_note, method_table, significant_cells, table_csv
+from p2o.report import trust_region
+from p2o.report.tables import (compute_table, dagger_note, method_table, seed_spread_table, significant_cells,
+                               table_csv)
 
 log_to(snakemake)
 p, out = snakemake.params, snakemake.output
@@ -26,6 +28,17 @@ for table, tex, csv in zip(p.tables, out.tex, out.csv):
 write_text(out.compute, compute_table(runs, p.all_methods, "Training compute per run (mean over seeds): optimizer "
                                       "steps, batch forward and backward passes, and FLOPs (Kaplan et al.'s 6N "
                                       "rule, LM head at response tokens only).", "tab:compute"))
+spread = pd.read_csv(snakemake.input.seed_spread)
+n_seeds = int(spread["n_seeds"].min())
+write_text(out.seed_spread, seed_spread_table(
+    spread, p.all_methods, p.datasets,
+    f"Spread over seeds: standard deviation of the final held-out reward margin over {n_seeds} seed(s) (sample "
+    "standard deviation, $n-1$ in the denominator; All: of the per-seed mean over datasets). A seed sets the order "
+    "of the training batches and hence which pairs share a batch; data, splits, SFT model and reference are the "
+    "same for every seed. -- : a single seed."))
+settings, _ = trust_region.settings_of(runs, p.trust_region_methods)
+write_text(out.trust_region, trust_region.table_tex(pd.read_csv(snakemake.input.trust_region),
+                                                    p.trust_region_methods, settings))
 order = ["all", "matched", "compute"] + [t for t in p.tables if t not in ("all", "matched")]
 write_text(out.index, "".join(f"\\input{{generated/table_{t}.tex}}\n" for t in order
                               if t == "compute" or t in p.tables))

@@ -24,6 +24,9 @@ METHOD_KEYS: dict[str, Param] = {
     "loss": Param(None, "a registered loss; default: the method name"),
     "inner_steps": Param(1, "optimizer steps per batch (P²O/PKTO: K steps against the batch's snapshot, paper: 3)",
                          (("minimum", 1),)),
+    "lr_scale": Param(1.0, "this method's peak learning rate as a multiple of train.lr (a scale rather than a "
+                           "value, so that a variant keeps its ratio under an override file that changes train.lr)",
+                      (("exclusiveMinimum", 0),)),
 }
 
 
@@ -90,12 +93,14 @@ def loss_entry(name: str) -> LossEntry:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A configured method: which loss, its hyper-parameters and optimizer steps per batch."""
+    """A configured method: which loss, its hyper-parameters, optimizer steps per batch and its
+    learning rate as a multiple of the shared one."""
 
     name: str
     loss: str
     hparams: dict[str, Any] = field(default_factory=dict)
     inner_steps: int = 1
+    lr_scale: float = 1.0
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -107,6 +112,12 @@ class MethodSpec:
         """Whether the loss reads the input ``name`` under these hyper-parameters."""
         return name in self.inputs
 
+    @property
+    def trust_region(self) -> bool:
+        """Whether the loss is a trust-region loss: one that reads the batch's policy snapshot and
+        clips the ratio to it (P²O, PKTO), so that its steps log ``trust/*``."""
+        return self.needs("snapshot")
+
 
 def default_method(loss: str) -> MethodSpec:
     """A registered loss as a method of the same name, with its default hyper-parameters."""
@@ -117,7 +128,7 @@ def method_spec(cfg, name: str) -> MethodSpec:
     """Resolve ``cfg.methods[name]`` into a MethodSpec, checking every key and bound.
 
     A method entry is ``{loss: <registry name, default: the method name>, inner_steps: K,
-    <hyper-parameter>: value, ...}``; omitted hyper-parameters take the loss's defaults.
+    lr_scale: s, <hyper-parameter>: value, ...}``; omitted hyper-parameters take the loss's defaults.
     """
     if name not in cfg.methods:
         raise ConfigError(f"config key 'methods.{name}' is missing; configured methods: {sorted(cfg.methods)}")
@@ -131,6 +142,8 @@ def method_spec(cfg, name: str) -> MethodSpec:
     if isinstance(inner_steps, bool) or not isinstance(inner_steps, int):
         raise ConfigError(f"config key '{key}.inner_steps' must be an integer >= 1, got {inner_steps!r}")
     METHOD_KEYS["inner_steps"].check_bounds(inner_steps, f"{key}.inner_steps")
+    lr_scale = METHOD_KEYS["lr_scale"].check_hparam(entry.pop("lr_scale", METHOD_KEYS["lr_scale"].default),
+                                                    f"{key}.lr_scale")
     declared = losses[loss].hparams
     hparams = losses[loss].hyperparameters
     for k, v in entry.items():
@@ -138,4 +151,4 @@ def method_spec(cfg, name: str) -> MethodSpec:
             raise ConfigError(f"config key '{key}.{k}' is unknown for loss {loss!r}; valid keys: "
                               f"{sorted(declared) + sorted(METHOD_KEYS)}")
         hparams[k] = declared[k].check_hparam(v, f"{key}.{k}")
-    return MethodSpec(name=name, loss=loss, hparams=hparams, inner_steps=inner_steps)
+    return MethodSpec(name=name, loss=loss, hparams=hparams, inner_steps=inner_steps, lr_scale=lr_scale)

@@ -205,7 +205,7 @@ class Config:
     train: OptimConfig = section(OptimConfig, "preference training, shared by every method", required=True)
     evaluate: EvalConfig = section(EvalConfig, "held-out evaluation", required=True)
     methods: dict[str, dict[str, Any]] = setting({}, "method name -> {loss (default: the name), inner_steps, "
-                                                     "hyper-parameters}", required=True, nonempty=True,
+                                                     "lr_scale, hyper-parameters}", required=True, nonempty=True,
                                                  key_pattern=METHOD_NAME)
     method_order: list[str] | None = setting(None, "methods run, in the order of table rows and legends (null: "
                                                    "all, as listed)", nonempty=True, unique=True)

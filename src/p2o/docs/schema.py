@@ -123,8 +123,8 @@ def structure(md: dict, nonempty_word: str) -> dict:
 
 
 def methods_schema(p: Param, md: dict, losses: Losses) -> dict:
-    """A method entry: ``loss``, ``inner_steps`` and the hyper-parameters of every loss. One name may be
-    declared by several losses; the schema bounds it where they agree, and p2o.config checks each entry
+    """A method entry: ``loss``, ``inner_steps``, ``lr_scale`` and the hyper-parameters of every loss.
+    One name may be declared by several losses; the schema bounds it where they agree, and p2o.config checks each entry
     against its own loss."""
     declared: dict[str, list[tuple[str, Param]]] = {}
     for name, spec in losses.items():
@@ -132,7 +132,9 @@ def methods_schema(p: Param, md: dict, losses: Losses) -> dict:
             declared.setdefault(k, []).append((name, hp))
     props = {"loss": {"enum": list(losses), "description": METHOD_KEYS["loss"].help},
              "inner_steps": {"type": "integer", **METHOD_KEYS["inner_steps"].bound_dict,
-                             "description": METHOD_KEYS["inner_steps"].help}}
+                             "description": METHOD_KEYS["inner_steps"].help},
+             "lr_scale": {"type": "number", **METHOD_KEYS["lr_scale"].bound_dict,
+                          "description": METHOD_KEYS["lr_scale"].help}}
     for k, decls in declared.items():
         params = [hp for _, hp in decls]
         if all(hp.choices for hp in params):

@@ -4,11 +4,12 @@
 - ``curves``: one row per logged value during training, training records (``kind = train``) and
   held-out evaluations (``kind = eval``), with ``pairs_seen`` as a common x-axis for methods that
   take a different number of optimizer steps per batch;
-- ``runs``: one row per (method, seed) with its loss, hyper-parameters, steps, wall time and
+- ``runs``: one row per (method, seed) with its loss, hyper-parameters, learning rate, steps, wall time and
   provenance (config hash, split hashes, git commit, package versions, device).
 
 ``summarise`` gives mean ± 95 % confidence half-width over seeds (Student's t, n − 1 degrees of
-freedom; none for a single seed). Tables, figures and the paper's numbers read only these.
+freedom; none for a single seed); ``seed_spread`` the standard deviation over seeds of one final
+metric (the sample's, ddof = 1). Tables, figures and the paper's numbers read only these.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def collect_runs(summary_files: Iterable[str | Path]) -> pd.DataFrame:
         versions = prov.get("versions", {})
         rows.append({"method": s["method"], "seed": int(s["seed"]), "loss": s["loss"],
                      "inner_steps": s["inner_steps"], "hparams": json.dumps(s["hparams"], sort_keys=True),
+                     "lr": s["train"].get("lr"), "lr_scale": s.get("lr_scale", 1.0),
                      "steps": s["final"]["steps"], "batch_size": s["train"]["batch_size"], "wall_s": s["wall_s"],
                      "config_sha256": prov.get("config_sha256"), "git_commit": prov.get("git_commit"),
                      "device": prov.get("device"), "device_name": prov.get("device_name"),
@@ -114,3 +116,16 @@ def overall(metrics: pd.DataFrame) -> pd.DataFrame:
     per_seed = metrics.groupby(["method", "seed", "metric"], sort=False)["value"].mean().reset_index()
     per_seed["dataset"] = "all"
     return summarise(per_seed)
+
+
+def seed_spread(metrics: pd.DataFrame, metric: str = "eval_rewards/margins") -> pd.DataFrame:
+    """Per (method, dataset): the sample standard deviation over seeds (ddof = 1; NaN for one seed),
+    mean and seed count of ``metric``'s final held-out value; dataset ``all`` takes, per seed, the mean
+    over datasets first (as ``overall``). A seed sets the order of the training batches and so which
+    pairs share a batch; the model, data and reference are the same for every seed."""
+    rows = metrics[metrics["metric"] == metric]
+    per_seed = rows.groupby(["method", "seed"], sort=False)["value"].mean().reset_index().assign(dataset="all")
+    both = pd.concat([rows[["method", "seed", "dataset", "value"]], per_seed], ignore_index=True)
+    grouped = both.groupby(["method", "dataset"], sort=False)["value"]
+    out = grouped.agg(sd=lambda v: v.std(ddof=1), mean="mean", n_seeds="count").reset_index()
+    return out.assign(metric=metric)[["method", "dataset", "metric", "mean", "sd", "n_seeds"]]

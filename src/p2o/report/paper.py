@@ -86,7 +86,9 @@ def setup_tex(runs: pd.DataFrame, manifests: dict[str, dict], train_summary: dic
         r = group.iloc[0]
         hp = ", ".join(f"{_tex(k)} {v:g}" if isinstance(v, (int, float)) else f"{_tex(k)} {_tex(v)}"
                        for k, v in json.loads(r["hparams"]).items())
-        lines.append(f"{latex_name(method)} & {_tex(r['loss'])}: {hp}; $K$ = {r['inner_steps']} \\\\")
+        scale = r["lr_scale"] if "lr_scale" in r and not pd.isna(r["lr_scale"]) else 1.0
+        lr = f"; lr {r['lr']:g} ({scale:g}$\\times$ train)" if scale != 1.0 else ""
+        lines.append(f"{latex_name(method)} & {_tex(r['loss'])}: {hp}; $K$ = {r['inner_steps']}{lr} \\\\")
     if "config_sha256" in runs:
         version = [f"{label} {_distinct(runs[f'version_{key}'])}" for key, label in
                    (("python", "Python"), ("torch", "PyTorch"), ("transformers", "Transformers"), ("p2o", "p2o"))

@@ -135,3 +135,22 @@ def rm_experiment_csv(summary: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     wide.columns = [f"{model}:{stat}" for stat, model in wide.columns]
     order = [f"{m}:{s}" for m in models for s in ("mean", "ci95") if f"{m}:{s}" in wide.columns]
     return wide[order].reset_index()
+
+
+def seed_spread_table(spread: pd.DataFrame, methods: list[str], datasets: list[str], caption: str,
+                      label: str = "tab:seed_spread") -> str:
+    """A row per method, a column per dataset (then ``all``): the standard deviation over seeds of the
+    final metric (``p2o.report.aggregate.seed_spread``); ``--`` where a method ran one seed."""
+    rows = spread.set_index(["method", "dataset"])
+    columns = [d for d in [*datasets, "all"] if d in set(spread["dataset"])]
+    lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+             "\\begin{tabular}{l" + "r" * len(columns) + "}", "\\toprule",
+             "Method & " + " & ".join("All" if d == "all" else d.upper() for d in columns) + " \\\\", "\\midrule"]
+    for method in methods:
+        cells = []
+        for d in columns:
+            sd = rows.loc[(method, d), "sd"] if (method, d) in rows.index else math.nan
+            cells.append("--" if math.isnan(sd) else f"{sd:.3f}")
+        lines.append(f"{latex_name(method)} & " + " & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(lines)

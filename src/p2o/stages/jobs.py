@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from p2o.config import DatasetConfig, EvalConfig, ModelConfig, OptimConfig, TokenizeConfig
@@ -139,6 +139,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     ``train_splits`` and ``train_refs`` map dataset -> file, in training order. With
     ``optim.eval_every > 0``, ``eval_splits`` (dataset -> (split file, reference file)) are
     evaluated during training for the held-out curves. ``config`` is recorded, as in ``sft``.
+    The method's peak learning rate is ``optim.lr × method.lr_scale``.
     """
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer, save_model
@@ -149,6 +150,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     from p2o.training.preference import method_inputs, train_preference
 
     out_dir = Path(out_dir)
+    optim = replace(optim, lr=optim.lr * method.lr_scale)  # the summary records the learning rate run
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
     pad_id = pad_id_of(tokenizer)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
@@ -179,7 +181,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     save_model(policy, tokenizer, out_dir / "model")
     summary = {
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
-        "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
+        "lr_scale": method.lr_scale, "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
         "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()}, "final": result,
         "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method), policy),
         "provenance": provenance(device, config),
