@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -11,8 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-import p2o
 from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -27,10 +24,7 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    # the workflow imports the p2o under test, also when PYTHONPATH names it relative to the repository
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(p2o.__file__).parents[1]),
-                                                          os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=1200, env=env)
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=1200)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
