@@ -23,6 +23,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Subprocesses (python -m p2o, snakemake in a copy of the workflow) import the p2o under test, also
+# when PYTHONPATH names it relative to the repository and they run in another folder.
+import p2o  # noqa: E402
+
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(p2o.__file__).resolve().parents[1]),
+                                                         os.environ.get("PYTHONPATH")]))
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

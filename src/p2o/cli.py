@@ -13,6 +13,8 @@ Commands, in pipeline order (each reads the config and writes files under ``--wo
 
 Every path has a default under ``--workdir`` and an option to override it, so that workflow
 rules can name their inputs and outputs explicitly.
+With ``seed_scope: pipeline`` the base, SFT and reference folders are the ``--seed``'s own
+(``base/seed{seed}/`` and so on), and ``demo`` makes them for every seed.
 """
 
 from __future__ import annotations
@@ -43,8 +45,14 @@ def train_splits(layout: Layout, cfg: Config, part: str = "train") -> dict[str, 
     return {name: layout.split(name, part) for name in cfg.data.names}
 
 
-def reference_file(layout: Layout, ref_dir: str | None, dataset: str, part: str) -> Path | str:
-    return Path(ref_dir) / f"{dataset}_{part}.pt" if ref_dir else layout.reference(dataset, part)
+def model_seed(args, cfg: Config) -> int | None:
+    """Whose initial model, SFT model and reference log-probs a command reads or writes: the seed's own
+    with ``seed_scope: pipeline``, else the shared ones (None)."""
+    return args.seed if cfg.seeded_models else None
+
+
+def reference_file(layout: Layout, ref_dir: str | None, dataset: str, part: str, seed: int | None = None) -> Path | str:
+    return Path(ref_dir) / f"{dataset}_{part}.pt" if ref_dir else layout.reference(dataset, part, seed)
 
 
 def cmd_demo_data(args, cfg: Config | None = None) -> None:
@@ -70,13 +78,15 @@ def cmd_prepare(args, cfg: Config) -> None:
 
 def cmd_init(args, cfg: Config) -> None:
     layout = Layout(args.workdir)
-    jobs.init_model(cfg.model, train_splits(layout, cfg), args.out or layout.base, seed=args.seed)
+    jobs.init_model(cfg.model, train_splits(layout, cfg), args.out or layout.base_of(model_seed(args, cfg)),
+                    seed=args.seed)
 
 
 def cmd_sft(args, cfg: Config) -> None:
     layout = Layout(args.workdir)
-    jobs.sft(args.base or layout.base, train_splits(layout, cfg), cfg.tokenize, cfg.sft, args.seed,
-             args.out or layout.sft.dir, args.device, config=cfg.to_dict())
+    seed = model_seed(args, cfg)
+    jobs.sft(args.base or layout.base_of(seed), train_splits(layout, cfg), cfg.tokenize, cfg.sft, args.seed,
+             args.out or layout.sft_of(seed).dir, args.device, config=cfg.to_dict())
 
 
 def cmd_reference(args, cfg: Config) -> None:
@@ -85,17 +95,18 @@ def cmd_reference(args, cfg: Config) -> None:
         name, _, part = target.rpartition("_")
         if part not in PARTS or name not in cfg.data.datasets:
             raise ConfigError(f"--split {target!r}: expected <dataset>_<train|eval> with a dataset from data.datasets")
-        jobs.reference(args.model or layout.sft.model, layout.split(name, part), name, cfg.tokenize,
-                       cfg.evaluate.batch_size, reference_file(layout, args.out, name, part), args.device,
+        seed = model_seed(args, cfg)
+        jobs.reference(args.model or layout.sft_of(seed).model, layout.split(name, part), name, cfg.tokenize,
+                       cfg.evaluate.batch_size, reference_file(layout, args.out, name, part, seed), args.device,
                        autocast=cfg.train.autocast)
 
 
 def cmd_train(args, cfg: Config) -> None:
-    layout = Layout(args.workdir)
-    eval_splits = {n: (layout.split(n, "eval"), reference_file(layout, args.reference, n, "eval"))
+    layout, seed = Layout(args.workdir), model_seed(args, cfg)
+    eval_splits = {n: (layout.split(n, "eval"), reference_file(layout, args.reference, n, "eval", seed))
                    for n in cfg.data.names}
-    jobs.train(args.model or layout.sft.model, train_splits(layout, cfg),
-               {n: reference_file(layout, args.reference, n, "train") for n in cfg.data.names},
+    jobs.train(args.model or layout.sft_of(seed).model, train_splits(layout, cfg),
+               {n: reference_file(layout, args.reference, n, "train", seed) for n in cfg.data.names},
                cfg.method(args.method), cfg.train, cfg.tokenize, args.seed,
                args.out or layout.train(args.method, args.seed).dir, args.device, eval_splits, cfg.evaluate,
                config=cfg.to_dict())
@@ -108,8 +119,9 @@ def cmd_evaluate(args, cfg: Config) -> None:
     policy_dir = Path(args.policy or layout.train(args.method, args.seed).model)
     for name in args.dataset or cfg.data.names:
         out = Path(args.out) / f"{name}.json" if args.out else layout.evaluate(args.method or "policy", args.seed, name)
-        jobs.evaluate(policy_dir, args.model or layout.sft.model, layout.split(name, "eval"),
-                      reference_file(layout, args.reference, name, "eval"), name, cfg.tokenize, cfg.evaluate, out,
+        seed = model_seed(args, cfg)
+        jobs.evaluate(policy_dir, args.model or layout.sft_of(seed).model, layout.split(name, "eval"),
+                      reference_file(layout, args.reference, name, "eval", seed), name, cfg.tokenize, cfg.evaluate, out,
                       args.device, run={"method": args.method, "seed": args.seed}, config=cfg.to_dict(),
                       autocast=cfg.train.autocast)
 
@@ -127,8 +139,10 @@ def cmd_demo(args, cfg: Config) -> None:
         cmd_demo_data(argparse.Namespace(out=missing[0].parent, n_prompts=args.n_prompts, seed=0))
     ns = dict(vars(args), dataset=None, out=None, base=None, model=None, policy=None, reference=None, split=None,
               seed=0)
-    for step in (cmd_prepare, cmd_init, cmd_sft, cmd_reference):
-        step(argparse.Namespace(**ns), cfg)
+    cmd_prepare(argparse.Namespace(**ns), cfg)
+    for seed in cfg.seeds if cfg.seeded_models else [0]:
+        for step in (cmd_init, cmd_sft, cmd_reference):
+            step(argparse.Namespace(**{**ns, "seed": seed}), cfg)
     methods = args.methods or cfg.method_names
     for method in methods:
         for seed in cfg.seeds:
@@ -182,14 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="initialisation seed of the tiny model")
 
     c = command("sft", cmd_sft, "supervised fine-tuning on the chosen responses (the reference model)")
-    c.add_argument("--base", help="base model folder (default: <workdir>/base)")
-    c.add_argument("--out", help="output folder (default: <workdir>/sft)")
+    c.add_argument("--base", help="base model folder (default: <workdir>/base, or base/seed<seed> with "
+                                  "seed_scope: pipeline)")
+    c.add_argument("--out", help="output folder (default: <workdir>/sft, or sft/seed<seed>)")
     c.add_argument("--seed", type=int, default=0)
 
     c = command("reference", cmd_reference, "reference log-probs, once per split")
     c.add_argument("--model", help="reference model folder (default: <workdir>/sft/model)")
     c.add_argument("--split", action="append", help="<dataset>_<train|eval> (repeatable; default: all)")
     c.add_argument("--out", help="output folder (default: <workdir>/reference)")
+    c.add_argument("--seed", type=int, default=0, help="with seed_scope: pipeline, the training seed whose SFT "
+                                                      "model and reference folder to use")
 
     for name, fn, help in (("train", cmd_train, "preference training of one method and seed"),
                            ("evaluate", cmd_evaluate, "held-out metrics of a trained model")):

@@ -178,3 +178,40 @@ def test_demo_writes_demo_data_only_for_missing_demo_files(tmp_path, monkeypatch
         run("demo", *[a for c in configs for a in ("-c", REPO / c)], "--workdir", "runs", "--device", "cpu",
             "--n-prompts", 20)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == written
+
+
+def test_seed_scope_pipeline_gives_each_seed_its_own_models(tmp_path, monkeypatch):
+    """``p2o demo`` with seed_scope: pipeline makes an initial model, SFT model and reference log-probs
+    per seed, and seed s trains and is evaluated against seed s's; with the default it makes one of
+    each at the seedless paths (the jobs are recorded, not run)."""
+    import p2o.cli
+
+    def record(name):
+        return lambda *args, **kwargs: calls.append((name, [str(a) for a in args] + [str(v) for v in kwargs.values()]))
+
+    for name in ("init_model", "sft", "reference", "train", "evaluate"):
+        monkeypatch.setattr(p2o.cli.jobs, name, record(name))
+    monkeypatch.setattr(p2o.cli, "cmd_prepare", lambda args, cfg: None)
+    monkeypatch.setattr(p2o.cli, "cmd_demo_data", lambda args, cfg=None: None)
+    monkeypatch.setattr(p2o.cli, "summary_table", lambda *args: "")
+    for scope in ("training", "pipeline"):
+        calls = []
+        cfg = write_config(tmp_path / f"{scope}.yaml", {"seeds": [0, 1], "seed_scope": scope})
+        run("demo", "-c", REPO / "config/config.yaml", "-c", REPO / "config/demo.yaml", "-c", cfg, "--workdir", "r",
+            "--device", "cpu", "--methods", "dpo")
+        out = {name: [args for n, args in calls if n == name] for name in ("init_model", "sft", "reference", "train")}
+        if scope == "training":
+            assert [a[2] for a in out["init_model"]] == ["r/base"] and [a[5] for a in out["sft"]] == ["r/sft"]
+            assert all(a[0] == "r/sft/model" for a in out["train"])
+        else:
+            assert [a[2] for a in out["init_model"]] == ["r/base/seed0", "r/base/seed1"]
+            assert [a[0] for a in out["sft"]] == ["r/base/seed0", "r/base/seed1"]
+            assert [a[5] for a in out["sft"]] == ["r/sft/seed0", "r/sft/seed1"]
+            assert {a[0] for a in out["reference"]} == {"r/sft/seed0/model", "r/sft/seed1/model"}
+            assert all(a[5].startswith(f"r/reference/{a[0].split('/')[2]}/") for a in out["reference"])
+            for a in out["train"]:
+                seed = a[6]
+                assert a[0] == f"r/sft/seed{seed}/model" and f"r/reference/seed{seed}/hh_train.pt" in a[2], a
+            evaluated = [args for n, args in calls if n == "evaluate"]
+            assert {a[1] for a in evaluated} == {"r/sft/seed0/model", "r/sft/seed1/model"}
+            assert all(a[0].split("/")[3] == a[1].split("/")[2] == a[3].split("/")[2] for a in evaluated)

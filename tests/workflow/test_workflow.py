@@ -184,6 +184,51 @@ def test_paper_config_plans_the_reward_model_experiment(tmp_path):
     assert {r for r, _ in jobs} >= {"rm_aggregate", "rm_figure", "rm_table", "rm_numbers", "paper"}
 
 
+def planned_files(output: str) -> list[tuple[str, dict, list[str], list[str]]]:
+    """(rule, wildcards, inputs, outputs) of every job a dry run lists."""
+    jobs = []
+    for line in output.splitlines():
+        line = line.strip()
+        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+            jobs.append((m.group(1), {}, [], []))
+        elif jobs and (m := re.match(r"^(wildcards|input|output): (.*)$", line)):
+            rule, wildcards, inputs, outputs = jobs[-1]
+            if m.group(1) == "wildcards":
+                wildcards.update(kv.split("=", 1) for kv in m.group(2).split(", "))
+            else:
+                (inputs if m.group(1) == "input" else outputs).extend(m.group(2).split(", "))
+    return jobs
+
+
+def test_seed_scope_pipeline_gives_each_seed_its_own_models(tmp_path):
+    """seed_scope: training (the default) plans one initial model, one SFT and one reference pass per
+    split at the seedless paths; pipeline plans them per training seed, and each seed's training and
+    evaluation read its own; the reward-model experiment reads the first seed's."""
+    wd = checkout(tmp_path)
+    seeds = [str(s) for s in yaml.safe_load((wd / "config" / "config.yaml").read_text())["seeds"]]
+    assert len(seeds) > 1
+
+    shared = planned_files(snakemake(wd, "-n").stdout)
+    assert [o for r, _, _, o in shared if r == "init_model"] == [["results/base"]]
+    assert [o[0] for r, _, _, o in shared if r == "sft"] == ["results/sft/model"]
+    assert sorted(o[0] for r, _, _, o in shared if r == "reference") == sorted(
+        f"results/reference/{d}_{p}.pt" for d in ("hh", "shp", "uf") for p in ("train", "eval"))
+
+    jobs = planned_files(snakemake(wd, "-n", "--configfile", write(tmp_path / "scope.yaml",
+                                                                   {"seed_scope": "pipeline"})).stdout)
+    for rule in ("init_model", "sft"):
+        assert sorted(w["seed"] for r, w, _, _ in jobs if r == rule) == sorted(seeds), rule
+    assert [o[0] for r, w, _, o in jobs if r == "sft" and w["seed"] == "1"] == ["results/sft/seed1/model"]
+    assert sorted((w["seed"], w["dataset"], w["part"]) for r, w, _, _ in jobs if r == "reference") == sorted(
+        (s, d, p) for s in seeds for d in ("hh", "shp", "uf") for p in ("train", "eval"))
+    for r, w, inputs, _ in jobs:
+        if r in ("sft", "reference", "train", "evaluate"):
+            models = {f for f in inputs if f.startswith(("results/base", "results/sft", "results/reference"))}
+            assert models and all(f"/seed{w['seed']}" in f for f in models), (r, w, models)
+        if r.startswith("rm_") and any(f.startswith("results/sft") for f in inputs):
+            assert f"results/sft/seed{seeds[0]}/model" in inputs, r
+
+
 def test_paper_depends_on_every_generated_file_main_tex_reads(tmp_path):
     """paper/main.tex is the one list of the paper's generated inputs (rules/common.smk scans it):
     the paper rule depends on each file it reads, with the files their rules write beside them
@@ -227,6 +272,9 @@ def test_rules_and_command_line_share_one_results_layout():
     assert layout.evaluate("{method}", "{seed}", "{dataset}") == "results/evaluate/{method}/seed{seed}/{dataset}.json"
     assert layout.rm_evaluate("uf", 16, 41, "rm") == "results/rm_experiment/uf/n16/seed41/rm/eval.json"
     assert Layout("./runs/").reference("hh", "eval") == "runs/reference/hh_eval.pt"
+    assert layout.sft.model == "results/sft/model" and layout.base == "results/base"  # seed_scope: training
+    assert layout.sft_of("{seed}").model == "results/sft/seed{seed}/model"  # seed_scope: pipeline
+    assert layout.reference("hh", "eval", 2) == "results/reference/seed2/hh_eval.pt"
     rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
     assert not re.search(r"[\"']results/", rules)  # every results path comes from the layout
 

@@ -92,8 +92,8 @@ def split_files(part):
     return [layout.split(d, part) for d in DATASETS]
 
 
-def reference_files(part):
-    return [layout.reference(d, part) for d in DATASETS]
+def reference_files(part, seed=None):
+    return [layout.reference(d, part, seed) for d in DATASETS]
 
 
 def base_model_inputs():
@@ -101,13 +101,46 @@ def base_model_inputs():
     return split_files("train") if CFG.model.name_or_path == "tiny" else []
 
 
+# seed_scope: pipeline gives each training seed its own initial model, SFT model and reference
+# log-probs (results/{base,sft,reference}/seed{seed}/); training (the default) shares one of each,
+# at the paths without a seed, so that switching the option off reruns nothing.
+MODEL_SEED = "{seed}" if CFG.seeded_models else None  # the model rules' seed in their paths
+
+
+def model_log(stage, name=None):
+    """A model rule's log (logs/sft.log, logs/reference/hh_eval.log), in a seed{seed} folder when the
+    models are per seed (logs/sft/seed{seed}.log, logs/reference/seed{seed}/hh_eval.log)."""
+    folder = f"logs/{stage}" if MODEL_SEED is None else f"logs/{stage}/seed{MODEL_SEED}"
+    return f"{folder}/{name}.log" if name else f"{folder}.log"
+
+
+def get_model_seed(wildcards):
+    """The seed of the tiny model's initialisation and of the SFT batches: the job's own, else 0."""
+    return int(wildcards.seed) if CFG.seeded_models else 0
+
+
+def sft_seed(wildcards):
+    """Whose SFT model and reference log-probs a training seed's job reads: its own, or the shared ones (None)."""
+    return wildcards.seed if CFG.seeded_models else None
+
+
+def get_sft_model(wildcards):
+    return layout.sft_of(sft_seed(wildcards)).model
+
+
+def get_eval_reference(wildcards):
+    return layout.reference(wildcards.dataset, "eval", sft_seed(wildcards))
+
+
 # ---------------------------------------------------------------- training and evaluation
 
 
 def get_train_inputs(wildcards):
-    inputs = {"model": layout.sft.model, "splits": split_files("train"), "references": reference_files("train")}
+    seed = sft_seed(wildcards)
+    inputs = {"model": get_sft_model(wildcards), "splits": split_files("train"),
+              "references": reference_files("train", seed)}
     if CFG.train.eval_every > 0:  # held-out curves during training
-        inputs.update(eval_splits=split_files("eval"), eval_references=reference_files("eval"))
+        inputs.update(eval_splits=split_files("eval"), eval_references=reference_files("eval", seed))
     return inputs
 
 
@@ -138,6 +171,10 @@ RM_CELLS = [(size, seed) for size in RM.sizes for seed in RM.seeds]
 # The main training split is the first data.n_train pairs of the hash order; a larger N needs a larger
 # pool, prepared by the same rule with the same salt and n_eval (so the held-out pairs are the same).
 RM_OWN_POOL = max(RM.sizes) > CFG.data.n_train
+# The experiment's seeds (its own list) vary its two models, not the SFT model they start from:
+# with seed_scope: pipeline it reads the first training seed's SFT model and reference log-probs.
+RM_SFT_SEED = SEEDS[0] if CFG.seeded_models else None
+RM_SFT = layout.sft_of(RM_SFT_SEED).model
 
 
 def rm_optim(lr):
@@ -151,7 +188,7 @@ def get_rm_pool(wildcards):
     if RM_OWN_POOL:
         return {"split": layout.rm_pool(d, "train.jsonl"), "reference": layout.rm_pool(d, "reference_train.pt"),
                 "manifest": layout.rm_pool(d, "manifest.json"), "main_manifest": layout.manifest(d)}
-    return {"split": layout.split(d, "train"), "reference": layout.reference(d, "train"),
+    return {"split": layout.split(d, "train"), "reference": layout.reference(d, "train", RM_SFT_SEED),
             "manifest": layout.manifest(d), "main_manifest": layout.manifest(d)}
 
 

@@ -1,9 +1,9 @@
 rule evaluate:
     input:
         policy=layout.train("{method}", "{seed}").model,
-        model=layout.sft.model,
+        model=get_sft_model,
         split=layout.split("{dataset}", "eval"),
-        reference=layout.reference("{dataset}", "eval"),
+        reference=get_eval_reference,
     output:
         layout.evaluate("{method}", "{seed}", "{dataset}"),
     params:

@@ -2,33 +2,33 @@ rule init_model:
     input:
         splits=base_model_inputs(),
     output:
-        directory(layout.base),
+        directory(layout.base_of(MODEL_SEED)),
     params:
         model=section(CFG.model),
-        seed=0,
+        seed=get_model_seed,
     log:
-        "logs/init_model.log",
+        model_log("init_model"),
     script:
         "../scripts/init_model.py"
 
 
 rule sft:
     input:
-        base=layout.base,
+        base=layout.base_of(MODEL_SEED),
         splits=split_files("train"),
     output:
-        model=directory(layout.sft.model),
-        log=layout.sft.log,
-        summary=layout.sft.summary,
+        model=directory(layout.sft_of(MODEL_SEED).model),
+        log=layout.sft_of(MODEL_SEED).log,
+        summary=layout.sft_of(MODEL_SEED).summary,
     params:
         sft=section(CFG.sft),
         tokenize=section(CFG.tokenize),
         datasets=DATASETS,
-        seed=0,
+        seed=get_model_seed,
     threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
-        "logs/sft.log",
+        model_log("sft"),
     script:
         "../scripts/sft.py"

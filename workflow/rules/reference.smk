@@ -1,9 +1,9 @@
 rule reference:
     input:
-        model=layout.sft.model,
+        model=layout.sft_of(MODEL_SEED).model,
         split=layout.split("{dataset}", "{part}"),
     output:
-        layout.reference("{dataset}", "{part}"),
+        layout.reference("{dataset}", "{part}", MODEL_SEED),
     params:
         tokenize=section(CFG.tokenize),
         batch_size=CFG.evaluate.batch_size,
@@ -12,6 +12,6 @@ rule reference:
     resources:
         gpu=1,
     log:
-        "logs/reference/{dataset}_{part}.log",
+        model_log("reference", "{dataset}_{part}"),
     script:
         "../scripts/reference.py"

@@ -1,6 +1,7 @@
 # Reward model versus DPO over training-set sizes (after Shi et al. 2025): for each dataset, size N
 # and seed, a Bradley-Terry reward model and the `rm_experiment.method` policy (DPO) train on the
-# same first N pairs from the same SFT model, and both are scored on the main held-out split.
+# same first N pairs from the same SFT model (with seed_scope: pipeline, the first training seed's:
+# RM_SFT in common.smk), and both are scored on the main held-out split.
 #
 #   pool (main train split, or a larger one) -> rm_subset (first N pairs + their reference log-probs)
 #     -> rm_train_reward_model, rm_train_policy -> rm_evaluate -> rm_aggregate -> rm_figure, rm_table, rm_numbers
@@ -29,7 +30,7 @@ rule rm_prepare:
 
 rule rm_reference:
     input:
-        model=layout.sft.model,
+        model=RM_SFT,
         split=layout.rm_pool("{dataset}", "train.jsonl"),
     output:
         layout.rm_pool("{dataset}", "reference_train.pt"),
@@ -61,7 +62,7 @@ rule rm_subset:
 
 rule rm_train_reward_model:
     input:
-        model=layout.sft.model,
+        model=RM_SFT,
         split=layout.rm_subset("{dataset}", "{size}", "train.jsonl"),
     output:
         model=directory(layout.rm_run("{dataset}", "{size}", "{seed}", REWARD_MODEL).model),
@@ -81,7 +82,7 @@ rule rm_train_reward_model:
 
 rule rm_train_policy:
     input:
-        model=layout.sft.model,
+        model=RM_SFT,
         splits=[layout.rm_subset("{dataset}", "{size}", "train.jsonl")],
         references=[layout.rm_subset("{dataset}", "{size}", "reference.pt")],
     output:
@@ -103,9 +104,9 @@ rule rm_train_policy:
 # than scoring a held-out split, so one process instead of one per (size, seed) saves minutes.
 rule rm_evaluate:
     input:
-        model=layout.sft.model,
+        model=RM_SFT,
         split=layout.split("{dataset}", "eval"),
-        reference=layout.reference("{dataset}", "eval"),
+        reference=layout.reference("{dataset}", "eval", RM_SFT_SEED),
         reward_models=rm_runs(REWARD_MODEL, "model"),
         policies=rm_runs(RM_POLICY, "model"),
     output:

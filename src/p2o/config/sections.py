@@ -209,13 +209,24 @@ class Config:
                                                  key_pattern=METHOD_NAME)
     method_order: list[str] | None = setting(None, "methods run, in the order of table rows and legends (null: "
                                                    "all, as listed)", nonempty=True, unique=True)
-    seeds: list[int] = setting([0], "training seeds: batch order and any dropout (paper: 0, 1, 2)", required=True,
+    seeds: list[int] = setting([0], "training seeds: data order, batch composition, any dropout and, with "
+                                              "seed_scope: pipeline, the models (paper: 0, 1, 2)", required=True,
                                nonempty=True, unique=True, minimum=0)
+    seed_scope: str = setting("training", "what a seed varies: training (data order, batch composition, any "
+                                          "dropout; one initial model, SFT model and reference log-probs shared "
+                                          "by every seed) or pipeline (each seed also gets its own initial model, "
+                                          "SFT model and reference log-probs: one SFT and one reference pass per "
+                                          "seed and split)", choices=("training", "pipeline"))
     rm_experiment: RewardExperimentConfig = section(RewardExperimentConfig, "reward model versus DPO over "
                                                     "training-set sizes (Shi et al. 2025)")
     compute_matched: ComputeMatchedConfig = section(ComputeMatchedConfig, "the compute-matched protocol: listed "
                                                     "methods are rerun with K optimizer steps per batch as "
                                                     "<name>_k<K>")
+
+    @property
+    def seeded_models(self) -> bool:
+        """Whether each training seed has its own initial model, SFT model and reference log-probs."""
+        return self.seed_scope == "pipeline"
 
     @property
     def method_names(self) -> list[str]:

@@ -8,6 +8,7 @@ line (root ``--workdir``, default ``runs``)::
     base/                                            init_model
     sft/{model/, log.jsonl, summary.json}            sft: the reference model
     reference/{dataset}_{part}.pt                    reference log-probs, once per split
+    {base,sft,reference}/seed{seed}/...              the same, per training seed (seed_scope: pipeline)
     train/{method}/seed{seed}/{model/, log.jsonl, summary.json}
     evaluate/{method}/seed{seed}/{dataset}.json
     aggregate/{name}.csv                             tidy results and summaries
@@ -79,16 +80,26 @@ class Layout:
     def manifest(self, dataset: str) -> str:
         return _join(self.data(dataset), "manifest.json")
 
+    def _seeded(self, stage: str, seed) -> str:
+        """A model stage's folder: shared (``seed`` None) or one training seed's own."""
+        return self.path(stage) if seed is None else self.path(stage, f"seed{seed}")
+
+    def base_of(self, seed=None) -> str:
+        return self._seeded("base", seed)
+
+    def sft_of(self, seed=None) -> Run:
+        return Run(self._seeded("sft", seed))
+
     @property
     def base(self) -> str:
-        return self.path("base")
+        return self.base_of()
 
     @property
     def sft(self) -> Run:
-        return Run(self.path("sft"))
+        return self.sft_of()
 
-    def reference(self, dataset: str, part: str) -> str:
-        return self.path("reference", f"{dataset}_{part}.pt")
+    def reference(self, dataset: str, part: str, seed=None) -> str:
+        return _join(self._seeded("reference", seed), f"{dataset}_{part}.pt")
 
     def train(self, method: str, seed) -> Run:
         return Run(self.path("train", method, f"seed{seed}"))
