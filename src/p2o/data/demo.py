@@ -249,10 +249,12 @@ def _uf_rows(rng: random.Random, n: int, flips: set[int]) -> list[dict]:
         middle = (rng.choice((6.0, 6.5, 7.0)), rng.choice((3.5, 4.0, 5.0)))
         # the best-scored completion carries one detail more than the worst (one fewer when flipped)
         low = rng.randint(0, len(UF_SENTENCES) - 1)
-        top, bottom = (low, low + 1) if k in flips else (low + 1, low)
+        top, bottom = compose(rng, UF_SENTENCES, topic, low + 1), compose(rng, UF_SENTENCES, topic, low)
+        if k in flips:
+            top, bottom = bottom, top
         responses = [
-            (compose(rng, UF_SENTENCES, topic, top), 5, best),
-            (compose(rng, UF_SENTENCES, topic, bottom), 1, worst),
+            (top, 5, best),
+            (bottom, 1, worst),
             (compose(rng, UF_SENTENCES, topic, low + rng.randint(0, 1)), 3, middle[0]),
             (compose(rng, UF_SENTENCES, topic, low + rng.randint(0, 1)), 2, middle[1]),
         ]
