@@ -1,6 +1,6 @@
 """Synthetic demo data in the RAW hub schemas, so the real parsers run offline on it.
 
-``write_demo_data(out_dir, n_prompts, seed)`` writes three files:
+``write_demo_data(out_dir, n_prompts, seed, flip_share)`` writes three files:
 
 * ``hh.jsonl``: Anthropic/hh-rlhf rows ``{chosen, rejected}`` (whole transcripts; half of the
   dialogues have an earlier Human/Assistant exchange);
@@ -9,14 +9,22 @@
 * ``ultrafeedback.jsonl``: raw openbmb/UltraFeedback rows (``instruction``, four ``completions``
   with ``overall_score``, ``fine-grained_score``, ``annotations``, ...).
 
-The chosen and rejected texts, and the preference planted in them, come from ``p2o.data.demo_text``;
-this module arranges them into rows of each hub schema.
+The texts and the preference planted in them (``planted_score``: the chosen response adds one more
+concrete detail) come from ``p2o.data.demo_text``; this module arranges them into rows of each hub
+schema and adds label noise: a share ``flip_share`` (default ``FLIP_SHARE``, 25 % as in AlpacaFarm and
+Coste et al. 2023) of the pairs of each file are flipped, so that their label contradicts the planted
+score. hh-rlhf and UltraFeedback flip exactly ``round(flip_share * n_prompts)`` pairs, drawn by a
+generator of their own so that the texts do not depend on ``flip_share``; SHP, whose comments share
+posts, permutes which comment gets which reddit score so that the flipped share of its pairs stays
+within a pair of ``flip_share``.
 
-Each file has ``n_prompts`` distinct prompts that yield a pair, plus a few rows the parsers must
-drop (``DELIBERATE_DROPS``): hh-rlhf one ``prompt_mismatch`` and one ``duplicate``; SHP one
-``score_ratio_below_min`` (score ratio 1.5, dropped when ``min_score_ratio`` is 2); UltraFeedback
-one ``tie`` and one ``fewer_than_two_completions``. Output is a function of ``(n_prompts, seed)``
-only (``random.Random(seed)``, no external word lists).
+Each file has ``n_prompts`` distinct prompts, plus a few rows the parsers must drop
+(``DELIBERATE_DROPS``): hh-rlhf one ``prompt_mismatch`` and one ``duplicate``; SHP one
+``score_ratio_below_min`` (a post with one pair of score ratio 1.5, dropped when ``min_score_ratio``
+is 2); UltraFeedback one ``tie`` and one ``fewer_than_two_completions``. A hh-rlhf or UltraFeedback
+prompt yields one pair; an SHP post pairs 3 or 4 top-level comments, every pair of them (3 or 6 rows
+with the same ``post_id``; about 4.5 ``n_prompts`` pairs in all). Output is a function of
+``(n_prompts, seed, flip_share)`` only (``random.Random``, no external word lists).
 """
 
 from __future__ import annotations
