@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 
 import pytest
 
@@ -19,6 +18,8 @@ from p2o.data import (
     split_pairs,
     write_demo_data,
 )
+from p2o.data.demo import FLIP_SHARE
+from p2o.data.demo_text import planted_score
 from p2o.io import read_json, read_jsonl
 
 FORMATS = {"hh": "hh-rlhf", "shp": "shp", "uf": "ultrafeedback"}
@@ -47,39 +48,100 @@ def demo(tmp_path_factory):
 def test_demo_parses_to_n_prompts_pairs(demo, key):
     df, report = load_pairs(key, demo_config(key, demo[key]))
     expected = dict.fromkeys(drop_reasons(FORMATS[key]), 0) | DELIBERATE_DROPS[key]
-    assert report == {"rows": 300 + sum(DELIBERATE_DROPS[key].values()), "pairs": 300, "dropped": expected}
+    pairs = len(read_jsonl(demo["shp"])) - 1 if key == "shp" else 300  # SHP: 3 or 6 pairs a post
+    assert report == {
+        "rows": pairs + sum(DELIBERATE_DROPS[key].values()),
+        "pairs": pairs,
+        "dropped": expected,
+    }
     assert df["prompt"].nunique() == 300 and df["id"].is_unique
     assert all(p.startswith("\n\nHuman: ") and p.endswith("\n\nAssistant:") for p in df["prompt"])
-    # similar lengths: the preference signal is content, not length
+    # similar lengths: the preference signal is one concrete detail, not length
     ratio = df["chosen"].str.len().mean() / df["rejected"].str.len().mean()
     assert 0.9 < ratio < 1.1
     assert all(len(c) < 400 and len(r) < 400 for c, r in zip(df["chosen"], df["rejected"], strict=True))
 
 
-def test_demo_preference_signal(demo):
-    polite_words = "happy|glad|hope|thanks|thank|please|great|good|love|certainly|sure|of course|absolutely"
-    polite = re.compile(rf"\b({polite_words}|feel free|cheers|enjoy)\b", re.IGNORECASE)
-    rude_words = "whatever|cares?|bother|bothered|boring|pointless|refuse|google|reported|downvoted|nope|meh"
-    rude = re.compile(rf"\b({rude_words}|ugh|lol|complain|waste|not worth)\b", re.IGNORECASE)
-    for key in ("hh", "shp", "uf"):
-        df, _ = load_pairs(key, demo_config(key, demo[key]))
-        for chosen, rejected in zip(df["chosen"], df["rejected"], strict=True):
-            assert polite.search(chosen) and not rude.search(chosen), chosen
-            assert rude.search(rejected) and not polite.search(rejected), rejected
-        # the chosen response repeats a word of the prompt's topic much more often than the rejected one
-        last_question = [p.rsplit("\n\nHuman: ", 1)[1] for p in df["prompt"]]
-        overlap_c = sum(_overlap(q, c) for q, c in zip(last_question, df["chosen"], strict=True))
-        overlap_r = sum(_overlap(q, r) for q, r in zip(last_question, df["rejected"], strict=True))
-        assert overlap_c > 2 * overlap_r, key
+def _planted_margins(path_by_key, key):
+    """planted_score(chosen) - planted_score(rejected) of every parsed pair of one demo file."""
+    df, _ = load_pairs(key, demo_config(key, path_by_key[key]))
+    return [
+        planted_score(p, c) - planted_score(p, r)
+        for p, c, r in zip(df["prompt"], df["chosen"], df["rejected"], strict=True)
+    ]
 
 
-def _overlap(a: str, b: str) -> int:
-    return len(set(re.findall(r"[a-z]{5,}", a.lower())) & set(re.findall(r"[a-z]{5,}", b.lower())))
+@pytest.mark.parametrize("key", ["hh", "shp", "uf"])
+def test_demo_labels_follow_the_planted_score_but_for_the_flips(demo, key):
+    margins = _planted_margins(demo, key)
+    assert 0 not in margins  # every pair differs in the planted feature
+    flipped = sum(m < 0 for m in margins) / len(margins)
+    assert abs(flipped - FLIP_SHARE) < 0.02, flipped
+    if key != "shp":  # one detail apart; SHP's comments of a post are 1 to 3 apart
+        assert set(margins) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.5])
+def test_demo_flip_share(tmp_path, share):
+    paths = write_demo_data(tmp_path, n_prompts=120, seed=3, flip_share=share)
+    for key in paths:
+        margins = _planted_margins(paths, key)
+        flipped = sum(m < 0 for m in margins) / len(margins)
+        assert 0 not in margins and abs(flipped - share) < 0.02, (key, flipped)
+
+
+def test_demo_flips_only_swap_labels(tmp_path):
+    """Data with noise is the data without it with the flipped pairs swapped: on the unflipped pairs
+    the labels are the planted score's, exactly."""
+    clean = write_demo_data(tmp_path / "clean", n_prompts=120, seed=3, flip_share=0.0)
+    noisy = write_demo_data(tmp_path / "noisy", n_prompts=120, seed=3)
+    for key in ("hh", "uf"):
+        a = load_pairs(key, demo_config(key, clean[key]))[0].set_index("prompt")
+        b = load_pairs(key, demo_config(key, noisy[key]))[0].set_index("prompt").loc[a.index]
+        kept = (a["chosen"] == b["chosen"]) & (a["rejected"] == b["rejected"])
+        swapped = (a["chosen"] == b["rejected"]) & (a["rejected"] == b["chosen"])
+        assert (kept | swapped).all() and swapped.sum() == round(FLIP_SHARE * 120)
+        assert all(
+            planted_score(p, c) > planted_score(p, r)
+            for p, c, r in zip(a.index, a["chosen"], a["rejected"], strict=True)
+        )
+    assert all(m > 0 for m in _planted_margins(clean, "shp"))
+
+
+def test_planted_score():
+    prompt = "\n\nHuman: How do I start running in 2 weeks?\n\nAssistant:"
+    assert planted_score(prompt, " Run 10 minutes a day, 3 days a week.") == 2.0
+    assert (
+        planted_score(prompt, " Run 10 minutes, then 10 more, for 2 weeks.") == 1.0
+    )  # repeats and the prompt's
+    assert planted_score(prompt, " Just run a little every day.") == 0.0
+
+
+def test_demo_shp_posts_have_many_pairs(demo):
+    rows = read_jsonl(demo["shp"])
+    posts = {}
+    for row in rows:
+        posts.setdefault(row["post_id"], []).append(row)
+    sizes = [len(p) for p in posts.values()]
+    assert set(sizes) == {1, 3, 6} and sizes.count(1) == 1  # 1: the spare low-ratio post
+    for pairs in posts.values():
+        assert len({(r["history"], r["domain"], r["upvote_ratio"]) for r in pairs}) == 1
+        # each comment id names one text, score and time across the pairs of its post
+        comments = {}
+        for r in pairs:
+            for side in "AB":
+                comment = (r[f"human_ref_{side}"], r[f"score_{side}"], r[f"created_at_utc_{side}"])
+                assert comments.setdefault(r[f"c_root_id_{side}"], comment) == comment
+        n = len(comments)
+        assert len(pairs) == n * (n - 1) // 2
+    # after a cap of 5 pairs a post there are far more than the demo's n_train + n_eval (96 + 32)
+    assert sum(min(s, 5) for s in sizes) > 4 * 128
 
 
 def test_demo_raw_schemas(demo):
     shp = read_jsonl(demo["shp"])
     for row in shp:
+        assert row["score_ratio"] >= 2 or row["score_ratio"] == 1.5  # 1.5: the deliberate drop
         assert set(row) == set(SHP_TYPES)
         for key, tp in SHP_TYPES.items():
             assert type(row[key]) is tp, (key, row[key])
@@ -156,7 +218,8 @@ def test_prepare_dataset_on_demo(demo, tmp_path, capsys):
         and manifest["source"] == str(demo["shp"])
     )
     assert manifest["split_salt"] == "p2o-v1" and manifest["min_score_ratio"] == ds.min_score_ratio
-    assert manifest["rows"] == 301 and manifest["pairs"] == 300
+    pairs = len(read_jsonl(demo["shp"])) - 1
+    assert manifest["rows"] == pairs + 1 and manifest["pairs"] == pairs
     assert manifest["dropped"]["score_ratio_below_min"] == 1
     assert manifest["splits"]["train"]["n"] == 200 and manifest["splits"]["eval"]["n"] == 50
     for split in ("train", "eval"):

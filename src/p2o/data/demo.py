@@ -1,6 +1,6 @@
 """Synthetic demo data in the RAW hub schemas, so the real parsers run offline on it.
 
-``write_demo_data(out_dir, n_prompts, seed)`` writes three files:
+``write_demo_data(out_dir, n_prompts, seed, flip_share)`` writes three files:
 
 * ``hh.jsonl``: Anthropic/hh-rlhf rows ``{chosen, rejected}`` (whole transcripts; half of the
   dialogues have an earlier Human/Assistant exchange);
@@ -9,43 +9,49 @@
 * ``ultrafeedback.jsonl``: raw openbmb/UltraFeedback rows (``instruction``, four ``completions``
   with ``overall_score``, ``fine-grained_score``, ``annotations``, ...).
 
-The chosen and rejected texts, and the preference planted in them, come from ``p2o.data.demo_text``;
-this module arranges them into rows of each hub schema.
+The texts and the preference planted in them (``planted_score``: the chosen response adds one more
+concrete detail) come from ``p2o.data.demo_text``; this module arranges them into rows of each hub
+schema and adds label noise: a share ``flip_share`` (default ``FLIP_SHARE``, 25 % as in AlpacaFarm and
+Coste et al. 2023) of the pairs of each file are flipped, so that their label contradicts the planted
+score. hh-rlhf and UltraFeedback flip exactly ``round(flip_share * n_prompts)`` pairs, drawn by a
+generator of their own so that the texts do not depend on ``flip_share``; SHP, whose comments share
+posts, permutes which comment gets which reddit score so that the flipped share of its pairs stays
+within a pair of ``flip_share``.
 
-Each file has ``n_prompts`` distinct prompts that yield a pair, plus a few rows the parsers must
-drop (``DELIBERATE_DROPS``): hh-rlhf one ``prompt_mismatch`` and one ``duplicate``; SHP one
-``score_ratio_below_min`` (score ratio 1.5, dropped when ``min_score_ratio`` is 2); UltraFeedback
-one ``tie`` and one ``fewer_than_two_completions``. Output is a function of ``(n_prompts, seed)``
-only (``random.Random(seed)``, no external word lists).
+Each file has ``n_prompts`` distinct prompts, plus a few rows the parsers must drop
+(``DELIBERATE_DROPS``): hh-rlhf one ``prompt_mismatch`` and one ``duplicate``; SHP one
+``score_ratio_below_min`` (a post with one pair of score ratio 1.5, dropped when ``min_score_ratio``
+is 2); UltraFeedback one ``tie`` and one ``fewer_than_two_completions``. A hh-rlhf or UltraFeedback
+prompt yields one pair; an SHP post pairs 3 or 4 top-level comments, every pair of them (3 or 6 rows
+with the same ``post_id``; about 4.5 ``n_prompts`` pairs in all). Output is a function of
+``(n_prompts, seed, flip_share)`` only (``random.Random``, no external word lists).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import string
 from pathlib import Path
 
 from p2o.data.demo_text import (
-    HH_CHOSEN,
     HH_OPENERS,
     HH_QUESTIONS,
-    HH_REJECTED,
+    HH_SENTENCES,
     HH_TOPICS,
     SHP_BODIES,
-    SHP_CHOSEN,
     SHP_DOMAINS,
-    SHP_REJECTED,
+    SHP_SENTENCES,
     SHP_TITLES,
     UF_ASPECTS,
-    UF_CHOSEN,
     UF_INSTRUCTIONS,
     UF_MODELS,
     UF_PRINCIPLES,
-    UF_REJECTED,
+    UF_SENTENCES,
     UF_SOURCES,
     UF_TOPICS,
-    say,
+    compose,
 )
 from p2o.io import write_jsonl
 
@@ -59,16 +65,23 @@ DELIBERATE_DROPS = {
 DEMO_FILES = {"hh": "hh.jsonl", "shp": "shp.jsonl", "uf": "ultrafeedback.jsonl"}
 
 
-def write_demo_data(out_dir: str | os.PathLike, n_prompts: int = 300, seed: int = 0) -> dict[str, Path]:
+FLIP_SHARE = 0.25  # label noise: share of pairs whose label contradicts planted_score (AlpacaFarm's 25 %)
+
+
+def write_demo_data(
+    out_dir: str | os.PathLike, n_prompts: int = 300, seed: int = 0, flip_share: float = FLIP_SHARE
+) -> dict[str, Path]:
     """Write ``hh.jsonl``, ``shp.jsonl``, ``ultrafeedback.jsonl``; return ``{"hh"|"shp"|"uf": path}``."""
     if n_prompts < 2:
         raise ValueError(f"n_prompts must be >= 2, got {n_prompts}")
+    if not 0.0 <= flip_share <= 1.0:
+        raise ValueError(f"flip_share must be in [0, 1], got {flip_share}")
     out_dir = Path(out_dir)
     rng = random.Random(seed)
     paths = {name: out_dir / file for name, file in DEMO_FILES.items()}
-    write_jsonl(paths["hh"], _hh_rows(rng, n_prompts))
-    write_jsonl(paths["shp"], _shp_rows(rng, n_prompts))
-    write_jsonl(paths["uf"], _uf_rows(rng, n_prompts))
+    write_jsonl(paths["hh"], _hh_rows(rng, n_prompts, _flips(seed, "hh", n_prompts, flip_share)))
+    write_jsonl(paths["shp"], _shp_rows(rng, n_prompts, random.Random(f"{seed}:shp:flips"), flip_share))
+    write_jsonl(paths["uf"], _uf_rows(rng, n_prompts, _flips(seed, "uf", n_prompts, flip_share)))
     return paths
 
 
@@ -96,24 +109,36 @@ def _insert(rng: random.Random, rows: list[dict], extra: list[dict]) -> list[dic
     return rows
 
 
-def _hh_rows(rng: random.Random, n: int) -> list[dict]:
+def _flips(seed: int, name: str, n: int, share: float) -> set[int]:
+    """The indices of the ``round(share * n)`` flipped pairs among ``n``, drawn apart from the texts.
+
+    A generator of its own, so the texts do not depend on ``share``: data with noise is the data
+    without it, some pairs swapped.
+    """
+    return set(random.Random(f"{seed}:{name}:flips").sample(range(n), round(share * n)))
+
+
+def _hh_rows(rng: random.Random, n: int, flips: set[int]) -> list[dict]:
     rows = []
-    for topic, opener, question in _combos(rng, n, 1, "hh", HH_TOPICS, HH_OPENERS, HH_QUESTIONS):
+    combos = _combos(rng, n, 1, "hh", HH_TOPICS, HH_OPENERS, HH_QUESTIONS)
+    for k, (topic, opener, question) in enumerate(combos):
         prompt = ""
         if opener is not None:
             prompt += f"\n\nHuman: {opener[0].format(t=topic)}\n\nAssistant: {opener[1].format(t=topic)}"
         prompt += f"\n\nHuman: {question.format(t=topic)}\n\nAssistant:"
-        rows.append(
-            {
-                "chosen": prompt + " " + say(rng, HH_CHOSEN, topic),
-                "rejected": prompt + " " + say(rng, HH_REJECTED, topic),
-            }
-        )
+        details = rng.randint(0, len(HH_SENTENCES) - 1)  # the rejected response's; chosen: one more
+        better = compose(rng, HH_SENTENCES, topic, details + 1)
+        worse = compose(rng, HH_SENTENCES, topic, details)
+        if k in flips:
+            better, worse = worse, better
+        rows.append({"chosen": prompt + " " + better, "rejected": prompt + " " + worse})
     good, spare = rows[:n], rows[n]
     # prompt_mismatch: the rejected transcript continues the dialogue past the shared prompt
     mismatch = {
         "chosen": spare["chosen"],
-        "rejected": spare["rejected"] + "\n\nHuman: Why?\n\nAssistant: " + say(rng, HH_REJECTED[:1], ""),
+        "rejected": spare["rejected"]
+        + "\n\nHuman: Why?\n\nAssistant: "
+        + compose(rng, HH_SENTENCES, "it", 0),
     }
     duplicate = dict(rng.choice(good))
     return _insert(rng, good, [mismatch, duplicate])
@@ -128,46 +153,80 @@ def _reddit_id(rng: random.Random, length: int, used: set[str]) -> str:
             return value
 
 
-def _shp_rows(rng: random.Random, n: int) -> list[dict]:
-    pairs = [(d, t) for d, topics in SHP_DOMAINS.items() for t in topics]
+def _inversions(order: tuple[int, ...]) -> int:
+    return sum(a > b for i, a in enumerate(order) for b in order[i + 1 :])
+
+
+def _shp_rows(rng: random.Random, n: int, flip_rng: random.Random, flip_share: float) -> list[dict]:
+    """SHP pairs the top-level comments of a post: here 3 or 4 comments a post, every pair of them.
+
+    Comment scores grow by a factor of at least 2 from one comment to the next (so every pair passes
+    ``min_score_ratio`` 2), and so do their times (the preferred comment is the later one, as in SHP).
+    Comment ``i`` in score order carries ``details[order[i]]`` concrete details; a pair is flipped when
+    ``order`` inverts it. ``order`` is drawn per post, its number of inversions chosen so that the
+    flipped share of all pairs so far stays at ``round(flip_share * pairs)``.
+    """
+    domain_topics = [(d, t) for d, topics in SHP_DOMAINS.items() for t in topics]
     used: set[str] = set()
-    rows = []
-    combos = _combos(rng, n, 1, "shp", pairs, SHP_TITLES, SHP_BODIES)
+    posts, n_pairs, n_flipped = [], 0, 0
+    combos = _combos(rng, n, 1, "shp", domain_topics, SHP_TITLES, SHP_BODIES)
     for k, ((domain, topic), title, body) in enumerate(combos):
-        low_ratio = k == n  # the spare prompt: a preferred comment with only 1.5x the score
-        good = say(rng, SHP_CHOSEN, topic)
-        bad = say(rng, SHP_REJECTED, topic)
-        score_bad = rng.randint(2, 12) * 2
-        ratio = 1.5 if low_ratio else rng.choice((2.0, 2.5, 3.0, 4.0, 5.5, 8.0, 12.0))
-        score_good = int(score_bad * ratio)
-        created_bad = rng.randint(1_350_000_000, 1_670_000_000)
-        created_good = created_bad + rng.randint(60, 3 * 86_400)  # SHP: the preferred comment is later
-        label = rng.randint(0, 1)  # 1: A is preferred
-        a, b = ("good", "bad") if label == 1 else ("bad", "good")
-        side = {
-            "good": (good, score_good, created_good),
-            "bad": (bad, score_bad, created_bad),
-        }
-        rows.append(
+        spare = k == n  # the spare post: one pair, the preferred comment with only 1.5x the score
+        m = 2 if spare else rng.choice((3, 4))
+        details = sorted(rng.sample(range(len(SHP_SENTENCES) + 1), m))
+        texts = [compose(rng, SHP_SENTENCES, topic, d) for d in details]  # by planted score
+        scores = [rng.randint(2, 12) * 2]
+        for _ in range(m - 1):
+            scores.append(int(scores[-1] * (1.5 if spare else rng.choice((2.0, 2.5, 3.0, 4.0)))))
+        created = [rng.randint(1_350_000_000, 1_670_000_000)]
+        for _ in range(m - 1):
+            created.append(created[-1] + rng.randint(60, 86_400))
+        orders = sorted(itertools.permutations(range(m)))
+        if not spare:
+            pairs = m * (m - 1) // 2
+            want = round(flip_share * (n_pairs + pairs)) - n_flipped
+            want = min(max(want, 0), pairs)
+            orders = [o for o in orders if _inversions(o) == want]
+            n_pairs, n_flipped = n_pairs + pairs, n_flipped + want
+        order = flip_rng.choice(orders) if not spare else tuple(range(m))
+        comments = [
             {
-                "post_id": _reddit_id(rng, 6, used),
-                "domain": f"{domain}_train",
-                "upvote_ratio": round(rng.uniform(0.6, 1.0), 2),
-                "history": f"{title.format(t=topic)} {body}",
-                "c_root_id_A": _reddit_id(rng, 7, used),
-                "c_root_id_B": _reddit_id(rng, 7, used),
-                "created_at_utc_A": side[a][2],
-                "created_at_utc_B": side[b][2],
-                "score_A": side[a][1],
-                "score_B": side[b][1],
-                "human_ref_A": side[a][0],
-                "human_ref_B": side[b][0],
-                "labels": label,
-                "seconds_difference": float(created_good - created_bad),
-                "score_ratio": score_good / score_bad,
+                "id": _reddit_id(rng, 7, used),
+                "text": texts[order[i]],
+                "score": scores[i],
+                "created": created[i],
             }
-        )
-    return _insert(rng, rows[:n], [rows[n]])
+            for i in range(m)
+        ]
+        post = {
+            "post_id": _reddit_id(rng, 6, used),
+            "domain": f"{domain}_train",
+            "upvote_ratio": round(rng.uniform(0.6, 1.0), 2),
+            "history": f"{title.format(t=topic)} {body}",
+        }
+        rows = []
+        for lo, hi in itertools.combinations(range(m), 2):  # comments[hi] has the higher score
+            label = rng.randint(0, 1)  # 1: A is preferred
+            a, b = (comments[hi], comments[lo]) if label == 1 else (comments[lo], comments[hi])
+            rows.append(
+                post
+                | {
+                    "c_root_id_A": a["id"],
+                    "c_root_id_B": b["id"],
+                    "created_at_utc_A": a["created"],
+                    "created_at_utc_B": b["created"],
+                    "score_A": a["score"],
+                    "score_B": b["score"],
+                    "human_ref_A": a["text"],
+                    "human_ref_B": b["text"],
+                    "labels": label,
+                    "seconds_difference": float(comments[hi]["created"] - comments[lo]["created"]),
+                    "score_ratio": comments[hi]["score"] / comments[lo]["score"],
+                }
+            )
+        posts.append(rows)
+    rows = [row for post in posts[:n] for row in post]
+    return _insert(rng, rows, posts[n])
 
 
 def _uf_completion(rng: random.Random, model: str, response: str, quality: int, score: float) -> dict:
@@ -188,18 +247,24 @@ def _uf_completion(rng: random.Random, model: str, response: str, quality: int, 
     }
 
 
-def _uf_rows(rng: random.Random, n: int) -> list[dict]:
+def _uf_rows(rng: random.Random, n: int, flips: set[int]) -> list[dict]:
     rows = []
-    for topic, instruction in _combos(rng, n, 2, "ultrafeedback", UF_TOPICS, UF_INSTRUCTIONS):
+    combos = _combos(rng, n, 2, "ultrafeedback", UF_TOPICS, UF_INSTRUCTIONS)
+    for k, (topic, instruction) in enumerate(combos):
         models = rng.sample(UF_MODELS, 4)
         best = rng.choice((7.5, 8.0, 8.5, 9.0, 9.5))
         worst = rng.choice((1.5, 2.0, 2.5, 3.0))
         middle = (rng.choice((6.0, 6.5, 7.0)), rng.choice((3.5, 4.0, 5.0)))
+        # the best-scored completion carries one detail more than the worst (one fewer when flipped)
+        low = rng.randint(0, len(UF_SENTENCES) - 1)
+        top, bottom = compose(rng, UF_SENTENCES, topic, low + 1), compose(rng, UF_SENTENCES, topic, low)
+        if k in flips:
+            top, bottom = bottom, top
         responses = [
-            (say(rng, UF_CHOSEN, topic), 5, best),
-            (say(rng, UF_REJECTED, topic), 1, worst),
-            (say(rng, UF_CHOSEN[:2] + UF_REJECTED[2:], topic), 3, middle[0]),
-            (say(rng, UF_REJECTED[:1] + UF_CHOSEN[1:2] + UF_REJECTED[2:], topic), 2, middle[1]),
+            (top, 5, best),
+            (bottom, 1, worst),
+            (compose(rng, UF_SENTENCES, topic, low + rng.randint(0, 1)), 3, middle[0]),
+            (compose(rng, UF_SENTENCES, topic, low + rng.randint(0, 1)), 2, middle[1]),
         ]
         rng.shuffle(responses)
         completions = [

@@ -1,20 +1,29 @@
-"""The words of the demo data: topics, prompt templates and the sentence pools of the planted preference.
+"""The words of the demo data, and the planted preference: ``planted_score``.
 
-The preference signal is lexical and content-based, learnable by a tiny GPT-2 trained from scratch:
-the chosen response is polite, on-topic and repeats the prompt's topic word; the rejected one is
-dismissive and off-topic, in a consistent curt style, of similar length (the signal is not length).
-The three datasets use different topics, templates and phrasing.
+Both responses of a pair come from the SAME sentence pools (same topic, same mix of tones, similar
+length); they differ in one small feature. Each ``*_SENTENCES`` holds three slots (opening, body,
+closing) of ``(generic, specific)`` sentence pairs: the specific form gives a concrete detail, a number
+in digits ("practice {n} minutes every day" rather than "practice a little every day"). ``compose``
+draws one sentence per slot and puts a given number of them in their specific form.
 
-Each ``*_CHOSEN`` / ``*_REJECTED`` holds three sentence pools (opening, body, closing); ``say`` draws
-one sentence from each pool it is given and fills the topic in for ``{t}``. The ``UF_SOURCES``,
-``UF_MODELS``, ``UF_PRINCIPLES`` and ``UF_ASPECTS`` fill UltraFeedback's metadata fields.
-``p2o.data.demo`` arranges all of it into rows of the raw hub schemas. No external word lists:
+The planted rule is ``planted_score(prompt, response)``: the number of distinct numbers in digits that
+the response adds to the prompt (the prompts hold none). In a hh-rlhf or UltraFeedback pair the chosen
+response carries exactly one detail more than the rejected one (0 vs 1, 1 vs 2 or 2 vs 3); the SHP
+comments of a post carry 0 to 3 details, all different. ``p2o.data.demo`` then flips a share of the
+pairs (label noise, default 25 %): a flipped pair is one where the planted score prefers the rejected
+response. A tiny GPT-2 has to find the feature among sentences that both sides share, so it learns it
+only in part, and the noise caps held-out accuracy against the labels near 1 - flip share.
+``planted_score`` can serve as the demo's gold judge of generated text.
+
+``UF_SOURCES``, ``UF_MODELS``, ``UF_PRINCIPLES`` and ``UF_ASPECTS`` fill UltraFeedback's metadata
+fields. ``p2o.data.demo`` arranges all of it into rows of the raw hub schemas. No external word lists:
 every word of the demo data is here.
 """
 
 from __future__ import annotations
 
 import random
+import re
 
 # --------------------------------------------------------------------------- hh-rlhf: assistant dialogues
 
@@ -44,44 +53,30 @@ HH_QUESTIONS = (
     "What is a fun way to practice {t}?",
     "How can I stay motivated with {t}?",
 )
-HH_CHOSEN = (
-    (
-        "Great question, I am happy to help with {t}.",
-        "Thanks for asking, {t} is a lovely thing to learn.",
-        "I would be glad to help you with {t}.",
-        "Good thinking, {t} is well worth the effort.",
+HH_SENTENCES = (
+    (  # opening
+        ("Sure, I can help you with {t}.", "Sure, I did {t} for {n} years."),
+        ("Good question, {t} is worth learning.", "Good question, {t} takes {n} weeks to learn."),
+        ("Okay, here is my honest take on {t}.", "Okay, here are my {n} tips on {t}."),
+        ("Honestly, {t} is easier than it looks.", "Honestly, {t} gets easier after {n} tries."),
     ),
-    (
-        "A good first step with {t} is to start small and practice a little each day.",
-        "With {t}, it helps to write down a simple plan and follow it gently.",
-        "Try breaking {t} into short sessions so that it stays fun and easy.",
-        "Many people enjoy {t} more when they share it with a friend.",
+    (  # body
+        ("Start small and practice a little every day.", "Start small and practice {n} minutes every day."),
+        (
+            "Write down a simple plan and then stick to it.",
+            "Write down a plan with {n} goals and stick to it.",
+        ),
+        (
+            "Keep the sessions short so that it stays fun.",
+            "Keep sessions to {n} minutes so that it stays fun.",
+        ),
+        ("Find a friend or two who enjoy it as well.", "Find {n} friends who enjoy it as well."),
     ),
-    (
-        "I hope this helps, and please ask if anything is unclear.",
-        "Please let me know how it goes, I am happy to help more.",
-        "You can do this, and I wish you the best with {t}!",
-        "Feel free to come back with more questions any time.",
-    ),
-)
-HH_REJECTED = (
-    (
-        "Ugh, I honestly do not care about that stuff at all.",
-        "Whatever, that sounds pretty boring to me right now.",
-        "Nope, I am not going to bother with that one today.",
-        "Meh, why would anyone even ask me about that?",
-    ),
-    (
-        "Anyway, I was just thinking about what to have for lunch today.",
-        "By the way, the weather outside is gray and nobody can change it.",
-        "Honestly my favorite show is back on tonight so I am busy.",
-        "Random thought, but parking downtown is getting way too expensive lately.",
-    ),
-    (
-        "Just look it up yourself, it is not my problem anyway.",
-        "Figure it out on your own, I have better things to do.",
-        "Stop asking me stuff like this, it is a waste of time.",
-        "Go ask somebody else, I really could not care less.",
+    (  # closing
+        ("Let me know how it goes for you.", "Let me know how it goes in {n} days."),
+        ("Most people see progress fairly soon.", "Most people see progress within {n} weeks."),
+        ("Do not worry about mistakes at first.", "Expect about {n} mistakes at first."),
+        ("Come back any time with more questions.", "Come back in {n} days with more questions."),
     ),
 )
 
@@ -121,34 +116,36 @@ SHP_BODIES = (
     "Asking because my roommate and I had a long argument about it.",
     "Context: total newbie here, please be gentle.",
 )
-SHP_CHOSEN = (
-    ("Great question!", "Good question, honestly.", "Happy to chime in here.", "Love this question."),
-    (
-        "The key thing with {t} is to learn the basics first and then build up slowly.",
-        "With {t}, most people improve fastest by practicing a bit and asking for feedback.",
-        "I have worked with {t} for years, and patience is what matters most.",
-        "For {t}, a good introductory book plus hands-on practice goes a long way.",
+SHP_SENTENCES = (
+    (  # opening
+        ("Great question, honestly.", "Great question, I asked it {n} years ago."),
+        ("Eh, this comes up a lot here.", "Eh, this comes up {n} times a week here."),
+        ("Happy to chime in on this one.", "Happy to chime in, {n} years in the field."),
+        ("lol, I wondered the same thing.", "lol, I wondered that for {n} years."),
     ),
-    (
-        "Hope that helps, and good luck with {t}!",
-        "Feel free to DM me if you want more pointers.",
-        "Edit: thanks for the kind replies, everyone.",
-        "Cheers, and enjoy learning about {t}!",
+    (  # body
+        (
+            "The key with {t} is to learn the basics first and build up slowly.",
+            "The key with {t} is to spend {n} weeks on the basics and build up.",
+        ),
+        (
+            "With {t}, most people improve fastest by practicing and asking for feedback.",
+            "With {t}, most people improve fastest after about {n} practice sessions.",
+        ),
+        (
+            "I have worked with {t} for a long time, and patience is what matters most.",
+            "I have worked with {t} for {n} years, and patience is what matters most.",
+        ),
+        (
+            "For {t}, a good introductory book plus hands-on practice goes a long way.",
+            "For {t}, read {n} chapters of a good book and then practice hands-on.",
+        ),
     ),
-)
-SHP_REJECTED = (
-    ("lol, no way, dude.", "Eh, whatever, man.", "Honestly, who cares?", "Downvoted, sorry not sorry."),
-    (
-        "This gets asked every single week, so just use the search bar like everyone else does.",
-        "Not really my thing, I only came here to complain about my landlord again.",
-        "I think this sub is the wrong place for this, but I am bored anyway.",
-        "I stopped reading after the first line, way too long and kind of pointless tbh.",
-    ),
-    (
-        "Anyway, I am off to watch the game now, bye.",
-        "Reported for low effort, obviously, come on.",
-        "Just google it, man, seriously, it takes a second.",
-        "Not worth anybody's time, really, so I am out.",
+    (  # closing
+        ("Hope that helps, and good luck!", "Hope that helps, it took me {n} tries."),
+        ("Feel free to DM me for more pointers.", "Feel free to DM me, I have {n} more pointers."),
+        ("Edit: thanks for the kind replies, everyone.", "Edit: thanks for the {n} kind replies, everyone."),
+        ("Anyway, just google the rest, man.", "Anyway, google the other {n} steps, man."),
     ),
 )
 
@@ -178,44 +175,42 @@ UF_INSTRUCTIONS = (
     "Suggest a fun classroom activity about {t}.",
     "Write a two-sentence introduction to {t}.",
 )
-UF_CHOSEN = (
-    (
-        "Certainly! Here is a clear answer about {t}.",
-        "Sure, I would be happy to explain {t}.",
-        "Absolutely, {t} is a fascinating subject.",
-        "Of course! Let me walk you through {t}.",
+UF_SENTENCES = (
+    (  # opening
+        ("Certainly! Here is a clear answer about {t}.", "Certainly! Here are {n} clear points about {t}."),
+        ("Sure, I would be happy to explain {t}.", "Sure, I can explain {t} in {n} short steps."),
+        (
+            "Absolutely, {t} is a fascinating subject.",
+            "Absolutely, {t} has fascinated people for {n} centuries.",
+        ),
+        ("Of course! Let me walk you through {t}.", "Of course! Let me walk you through {t} in {n} parts."),
     ),
-    (
-        "In short, {t} is best understood step by step, starting from an everyday example.",
-        "The most important idea behind {t} is how its parts work together over time.",
-        "Experts often describe {t} with a simple analogy, which makes it easy to remember.",
-        "First, learn the key terms of {t}; then connect them with a concrete example.",
+    (  # body
+        (
+            "In short, {t} is best understood step by step, starting from an everyday example.",
+            "In short, {t} is best understood in {n} steps, starting from an everyday example.",
+        ),
+        (
+            "The most important idea behind {t} is how its parts work together over time.",
+            "The most important idea behind {t} is how its {n} main parts work together.",
+        ),
+        (
+            "Experts often describe {t} with a simple analogy, which makes it easy to remember.",
+            "Experts often describe {t} with {n} simple analogies, which make it easy to remember.",
+        ),
+        (
+            "First, learn the key terms of {t}; then connect them with a concrete example.",
+            "First, learn the {n} key terms of {t}; then connect them with a concrete example.",
+        ),
     ),
-    (
-        "I hope this explanation is helpful!",
-        "Let me know if you would like more detail.",
-        "Thank you for the question, and enjoy exploring {t}.",
-        "Feel free to ask follow-up questions about {t}.",
-    ),
-)
-UF_REJECTED = (
-    (
-        "I cannot be bothered to answer that right now.",
-        "That request is not worth my time, honestly.",
-        "No. This instruction seems pointless to me, really.",
-        "I refuse to do this kind of boring task today, sorry.",
-    ),
-    (
-        "Instead, here is a random remark: my keyboard is dusty and the printer is out of ink again.",
-        "Unrelated, but the cafeteria ran out of sandwiches, which is much more important news.",
-        "You should probably ask a search engine, since I am not going to write anything useful here.",
-        "Nothing more to say about it, and frankly nobody will read a long answer anyway.",
-    ),
-    (
-        "Done, that is all you get from me today.",
-        "Next question, and make it quick this time.",
-        "That is all you get, take it or leave it.",
-        "Whatever, I am moving on to something else.",
+    (  # closing
+        ("I hope this explanation is helpful!", "I hope these {n} points are helpful!"),
+        ("Let me know if you would like more detail.", "Let me know if you would like {n} more examples."),
+        (
+            "Thank you for the question, and enjoy exploring {t}.",
+            "Thank you, and spend {n} minutes a day on {t}.",
+        ),
+        ("That is about all there is to say, really.", "That is about all, it fits in {n} lines really."),
     ),
 )
 UF_SOURCES = ("evol_instruct", "flan_v2_niv2", "sharegpt", "ultrachat", "false_qa", "truthful_qa")
@@ -227,6 +222,35 @@ UF_PRINCIPLES = ("helpfulness", "honesty", "truthfulness", "verbalized_calibrati
 UF_ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 
 
-def say(rng: random.Random, pools: tuple[tuple[str, ...], ...], topic: str) -> str:
-    """One sentence from each pool, topic filled in."""
-    return " ".join(rng.choice(pool).format(t=topic) for pool in pools)
+NUMBERS = (2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 45, 60)  # the concrete details: {n}
+_NUMBER = re.compile(r"\d+")
+
+
+def planted_score(prompt: str, response: str) -> float:
+    """The demo's planted preference: the number of concrete details ``response`` adds to ``prompt``.
+
+    A concrete detail is a number written in digits ("practice 15 minutes every day"); the score counts
+    the distinct ones in ``response`` that ``prompt`` does not already contain, so repeating a number or
+    copying one from the prompt earns nothing. Every pair of the demo data differs by at least one
+    detail, and its label follows this score except on the deliberately flipped pairs (label noise).
+    """
+    return float(len(set(_NUMBER.findall(response)) - set(_NUMBER.findall(prompt))))
+
+
+def compose(rng: random.Random, sentences: tuple, topic: str, details: int) -> str:
+    """One sentence from each slot of ``sentences``, ``details`` of them in their specific form.
+
+    The slots that carry a detail and the (distinct) numbers are drawn with ``rng``, so
+    ``planted_score`` of the result is exactly ``details``.
+    """
+    if not 0 <= details <= len(sentences):
+        raise ValueError(f"details must be in 0..{len(sentences)}, got {details}")
+    specific = set(rng.sample(range(len(sentences)), details))
+    numbers = iter(rng.sample(NUMBERS, details))
+    parts = []
+    for slot, pool in enumerate(sentences):
+        generic, detailed = rng.choice(pool)
+        parts.append(
+            detailed.format(t=topic, n=next(numbers)) if slot in specific else generic.format(t=topic)
+        )
+    return " ".join(parts)
