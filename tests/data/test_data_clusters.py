@@ -191,6 +191,17 @@ def test_reference_prefix_voids_exactly_the_rows_a_subset_would_pair_otherwise(s
     assert n_voided > len(split)  # more than one row per prefix, as pair i+1's rule would void
 
 
+def test_a_saved_prefix_loads_against_the_subset_split(shp_pairs, tmp_path):
+    """The reward-model experiment saves prefixes and trains on the subset: the voided rows (partner
+    -1) do not count as stale partners."""
+    _, evals = split_pairs(shp_pairs[1], N_TRAIN, N_EVAL, "p2o-v1")
+    ref = fake_reference(as_tokens(evals), split_partners(as_tokens(evals)))
+    for n in (3, len(evals) // 2):
+        ref.prefix(n).save(tmp_path / f"n{n}.pt")
+        loaded = ReferenceLogps.load(tmp_path / f"n{n}.pt", as_tokens(evals.iloc[:n].reset_index(drop=True)))
+        assert (loaded.mismatched_partner == -1).any() and len(loaded.ids) == n
+
+
 def test_reference_files_record_other_partners_and_reject_stale_ones(shp_pairs, tmp_path):
     _, evals = split_pairs(shp_pairs[1], N_TRAIN, N_EVAL, "p2o-v1")
     split = as_tokens(evals)

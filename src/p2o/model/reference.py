@@ -92,7 +92,8 @@ class ReferenceLogps:
         if split is not None and ref.ids != split.ids:
             raise ValueError(f"{path}: reference log-probs were computed for other pairs than split "
                              f"{split.dataset!r} holds now; rerun `p2o reference`")
-        if split is not None and not torch.equal(ref.partners(), split_partners(split)):
+        known = ref.partners() >= 0  # -1: a row voided by ``prefix`` (NaN), whatever the split pairs it with
+        if split is not None and not torch.equal(ref.partners()[known], split_partners(split)[known]):
             raise ValueError(f"{path}: KTO's mismatched rows were computed with other partner pairs than split "
                              f"{split.dataset!r} gives now (each pair's next pair with another prompt); "
                              f"rerun `p2o reference`")
