@@ -117,13 +117,14 @@ def cmd_evaluate(args, cfg: Config) -> None:
     if args.policy is None and args.method is None:
         raise ConfigError("evaluate needs --method (with --seed) or --policy <model folder>")
     policy_dir = Path(args.policy or layout.train(args.method, args.seed).model)
-    for name in args.dataset or cfg.data.names:
-        out = Path(args.out) / f"{name}.json" if args.out else layout.evaluate(args.method or "policy", args.seed, name)
-        seed = model_seed(args, cfg)
-        jobs.evaluate(policy_dir, args.model or layout.sft_of(seed).model, layout.split(name, "eval"),
-                      reference_file(layout, args.reference, name, "eval", seed), name, cfg.tokenize, cfg.evaluate, out,
-                      args.device, run={"method": args.method, "seed": args.seed}, config=cfg.to_dict(),
-                      autocast=cfg.train.autocast)
+    seed = model_seed(args, cfg)
+    targets = {name: jobs.EvalTarget(
+        layout.split(name, "eval"), reference_file(layout, args.reference, name, "eval", seed),
+        Path(args.out) / f"{name}.json" if args.out else layout.evaluate(args.method or "policy", args.seed, name))
+        for name in args.dataset or cfg.data.names}
+    jobs.evaluate(policy_dir, args.model or layout.sft_of(seed).model, targets, cfg.tokenize, cfg.evaluate,
+                  args.device, run={"method": args.method, "seed": args.seed}, config=cfg.to_dict(),
+                  autocast=cfg.train.autocast)
 
 
 def cmd_demo(args, cfg: Config) -> None:

@@ -214,4 +214,6 @@ def test_seed_scope_pipeline_gives_each_seed_its_own_models(tmp_path, monkeypatc
                 assert a[0] == f"r/sft/seed{seed}/model" and f"r/reference/seed{seed}/hh_train.pt" in a[2], a
             evaluated = [args for n, args in calls if n == "evaluate"]
             assert {a[1] for a in evaluated} == {"r/sft/seed0/model", "r/sft/seed1/model"}
-            assert all(a[0].split("/")[3] == a[1].split("/")[2] == a[3].split("/")[2] for a in evaluated)
+            for policy, model, targets, *_ in evaluated:  # one call per run, every split against its seed's files
+                seed = model.split("/")[2]
+                assert policy.split("/")[3] == seed and targets.count(f"reference='r/reference/{seed}/") == 3, targets

@@ -128,8 +128,8 @@ def get_sft_model(wildcards):
     return layout.sft_of(sft_seed(wildcards)).model
 
 
-def get_eval_reference(wildcards):
-    return layout.reference(wildcards.dataset, "eval", sft_seed(wildcards))
+def get_eval_references(wildcards):
+    return reference_files("eval", sft_seed(wildcards))
 
 
 # ---------------------------------------------------------------- training and evaluation

@@ -3,9 +3,11 @@ from p2o.stages import jobs
 from p2o.config import EvalConfig, TokenizeConfig
 
 log_to(snakemake)
-wc, inp = snakemake.wildcards, snakemake.input
-jobs.evaluate(inp.policy, inp.model, inp.split, inp.reference, wc.dataset,
-              section(TokenizeConfig, snakemake.params.tokenize, "tokenize"),
-              section(EvalConfig, snakemake.params.evaluate, "evaluate"), snakemake.output[0], device(),
+wc, inp, params = snakemake.wildcards, snakemake.input, snakemake.params
+targets = {name: jobs.EvalTarget(split, reference, out)
+           for name, split, reference, out in zip(params.datasets, inp.splits, inp.references, snakemake.output,
+                                                  strict=True)}
+jobs.evaluate(inp.policy, inp.model, targets, section(TokenizeConfig, params.tokenize, "tokenize"),
+              section(EvalConfig, params.evaluate, "evaluate"), device(),
               run={"method": wc.method, "seed": int(wc.seed)}, config=resolved_config(snakemake),
-              autocast=snakemake.params.autocast)
+              autocast=params.autocast)

@@ -13,5 +13,5 @@ for (size, seed), rm_dir, policy_dir, rm_out, policy_out in zip(p.cells, inp.rew
     run = {"experiment": "rm_experiment", "size": size, "seed": seed}
     reward_jobs.evaluate_reward_model(rm_dir, inp.split, dataset, tokenize, evaluate.batch_size, rm_out, dev,
                                       run={**run, "model": REWARD_MODEL}, config=config)
-    jobs.evaluate(policy_dir, inp.model, inp.split, inp.reference, dataset, tokenize, evaluate, policy_out,
-                  dev, run={**run, "model": p.policy, "method": p.policy}, config=config, autocast=p.autocast)
+    jobs.evaluate(policy_dir, inp.model, {dataset: jobs.EvalTarget(inp.split, inp.reference, policy_out)}, tokenize,
+                  evaluate, dev, run={**run, "model": p.policy, "method": p.policy}, config=config, autocast=p.autocast)

@@ -9,7 +9,7 @@ workflow rule's ``params`` can list exactly what its job reads.
     sft            base model + train splits              -> SFT (reference) model folder, log
     reference      SFT model + one split                  -> reference log-probs file
     train          SFT model + train splits + references  -> trained model folder, log, summary
-    evaluate       policy + SFT model + one eval split    -> metrics JSON
+    evaluate       policy + SFT model + eval splits       -> one metrics JSON per split
 
 Reference, train and evaluate run every forward at one precision, ``train.autocast`` (passed to
 ``reference`` and ``evaluate`` as ``autocast``; see ``p2o.model.logps``), so that the policy's
@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from p2o.config import DatasetConfig, EvalConfig, ModelConfig, OptimConfig, TokenizeConfig
@@ -190,12 +190,21 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     return summary
 
 
-def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, ref_path: PathLike, dataset: str,
-             tokenize: TokenizeConfig, evaluate: EvalConfig, out_path: PathLike, device: str = "cpu",
-             run: Mapping | None = None, config: Mapping | None = None, autocast: str = "none") -> dict:
-    """Held-out metrics of ``policy_dir`` on one split against the reference model ``model_dir``, at the
-    precision ``autocast`` the policy trained at; ``run`` (method, seed, ...) and ``config`` are recorded
-    with them."""
+@dataclass(frozen=True)
+class EvalTarget:
+    """One held-out split to evaluate on: the prepared split, its reference log-probs, the metrics JSON."""
+
+    split: PathLike
+    reference: PathLike
+    out: PathLike
+
+
+def evaluate(policy_dir: PathLike, model_dir: PathLike, targets: Mapping[str, EvalTarget], tokenize: TokenizeConfig,
+             evaluate: EvalConfig, device: str = "cpu", run: Mapping | None = None, config: Mapping | None = None,
+             autocast: str = "none") -> dict[str, dict]:
+    """Held-out metrics of ``policy_dir`` against the reference model ``model_dir`` on every split of
+    ``targets`` (dataset -> ``EvalTarget``), at the precision ``autocast`` the policy trained at; the
+    models are loaded once. ``run`` (method, seed, ...) and ``config`` are recorded with the metrics."""
     from p2o.data import read_split
     from p2o.data.splits import prompt_key
     from p2o.model.evaluate import evaluate_split
@@ -205,16 +214,19 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, split_path: PathLike, re
 
     tokenizer = load_tokenizer(model_dir)
     policy, reference_model = load_model(policy_dir, device), load_model(model_dir, device)
-    split = load_split(tokenizer, split_path, dataset, tokenize)
-    ref = ReferenceLogps.load(ref_path, split, tokenize, autocast)
-    with precision(autocast, device):
-        metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
-                                 evaluate.batch_size, device, per_pair=True)
-    metrics["pairs"]["prompt"] = [prompt_key(p) for p in read_split(split_path)["prompt"]]  # the bootstrap's clusters
-    record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir), "split_sha256": manifest_sha256(split_path),
-              **metrics, "provenance": provenance(device, config)}
-    write_json(out_path, record)
-    print(f"{dataset}: accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "
-          f"{metrics['eval_rewards/margins']:.3f}  KL/token {metrics['eval_kl/token_mean']:.4f}  -> {out_path}",
-          file=sys.stderr)
-    return record
+    records = {}
+    for dataset, target in targets.items():
+        split = load_split(tokenizer, target.split, dataset, tokenize)
+        ref = ReferenceLogps.load(target.reference, split, tokenize, autocast)
+        with precision(autocast, device):
+            metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
+                                     evaluate.batch_size, device, per_pair=True)
+        metrics["pairs"]["prompt"] = [prompt_key(p) for p in read_split(target.split)["prompt"]]  # bootstrap clusters
+        record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir),
+                  "split_sha256": manifest_sha256(target.split), **metrics, "provenance": provenance(device, config)}
+        write_json(target.out, record)
+        print(f"{dataset}: accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "
+              f"{metrics['eval_rewards/margins']:.3f}  KL/token {metrics['eval_kl/token_mean']:.4f}  -> {target.out}",
+              file=sys.stderr)
+        records[dataset] = record
+    return records
