@@ -143,3 +143,10 @@ def test_generated_tables_and_sentences_build_with_latex(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert math.isfinite((tmp_path / "doc.pdf").stat().st_size)
+
+
+def test_the_activity_sentence_counts_the_steps_of_every_seed(tmp_path):
+    logs = {("p2o", s): write_log(tmp_path / f"p2o{s}.jsonl", [("hh", 0.5, 0.1), ("hh", 0.0, 0.1)]) for s in (0, 1)}
+    text = trust_region.activity_tex(trust_region.summarise(trust_region.collect(logs)), ["p2o"], {"p2o": "lr 1"},
+                                     {"p2o": 0.15})
+    assert "clipped on 50.0\\,\\% of its 4 optimizer steps over 2 seeds, with" in text

@@ -31,6 +31,7 @@ rule tables:
         trust_region_methods=TRUST_REGION_METHODS,
         datasets=DATASETS,
         tables=TABLES,
+        seed_scope=CFG.seed_scope,  # what a seed varies, in the spread table's caption
     log:
         "logs/tables.log",
     script:

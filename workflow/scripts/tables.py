@@ -6,6 +6,13 @@ from p2o.report import trust_region
 from p2o.report.tables import (compute_table, dagger_note, method_table, seed_spread_table, significant_cells,
                                table_csv)
 
+SEED_VARIES = {  # config key seed_scope
+    "training": "A seed sets the order of the training batches and hence which pairs share a batch; data, splits, "
+                "SFT model and reference are the same for every seed.",
+    "pipeline": "A seed sets the initial model, the SFT model and its reference log-probs as well as the order of the "
+                "training batches and which pairs share a batch; data and splits are the same for every seed.",
+}
+
 log_to(snakemake)
 p, out = snakemake.params, snakemake.output
 summary, runs = pd.read_csv(snakemake.input.summary), pd.read_csv(snakemake.input.runs)
@@ -33,9 +40,8 @@ n_seeds = int(spread["n_seeds"].min())
 write_text(out.seed_spread, seed_spread_table(
     spread, p.all_methods, p.datasets,
     f"Spread over seeds: standard deviation of the final held-out reward margin over {n_seeds} seed(s) (sample "
-    "standard deviation, $n-1$ in the denominator; All: of the per-seed mean over datasets). A seed sets the order "
-    "of the training batches and hence which pairs share a batch; data, splits, SFT model and reference are the "
-    "same for every seed. -- : a single seed."))
+    "standard deviation, $n-1$ in the denominator; All: of the per-seed mean over datasets). " + SEED_VARIES[p.seed_scope]
+    + " -- : a single seed."))
 settings, _ = trust_region.settings_of(runs, p.trust_region_methods)
 write_text(out.trust_region, trust_region.table_tex(pd.read_csv(snakemake.input.trust_region),
                                                     p.trust_region_methods, settings))

@@ -129,19 +129,20 @@ def activity_tex(summary: pd.DataFrame, methods: list[str], settings: Mapping[st
         return "\n".join(out + ["No method of this run uses a trust-region loss, so no trust region could act.", ""])
     for method in shown:
         r = rows.loc[(method, "all")]
-        name, steps = latex_name(method), int(r["steps"])
+        name, n_seeds = latex_name(method), int(r["n_seeds"])
+        steps = f"{int(r['steps'])} optimizer steps" + (f" over {n_seeds} seeds" if n_seeds > 1 else "")
         datasets = [d for d in rows.loc[method].index if d != "all"]
         where = f"{name} ({settings.get(method, '')})"
         if r["clipped_share"] > 0:
             active = [d.upper() for d in datasets if rows.loc[(method, d), "clipped_share"] > 0]
             quiet = [d.upper() for d in datasets if d.upper() not in active]
             sentence = (f"The trust region of {where} was active: a ratio term was clipped on "
-                        f"{_percent(r['clipped_share'])} of its {steps} optimizer steps, with a mean clip fraction of "
+                        f"{_percent(r['clipped_share'])} of its {steps}, with a mean clip fraction of "
                         f"{r['clip_frac']:.3f}, on {_join(active)}"
                         + (f"; on {_join(quiet)} nothing was clipped" if quiet else "") + ".")
         else:
-            sentence = (f"The trust region of {where} never acted: no ratio term was clipped on any of its {steps} "
-                        f"optimizer steps, so each step was the unclipped surrogate's")
+            sentence = (f"The trust region of {where} never acted: no ratio term was clipped on any of its {steps}, "
+                        f"so each step was the unclipped surrogate's")
             eps = eps_clip.get(method)
             if not math.isnan(r["abs_log_ratio_max"]) and eps is not None:
                 sentence += (f"; the largest step mean of $|\\log\\rho|$ was {r['abs_log_ratio_max']:.3f}, against "
