@@ -28,6 +28,7 @@ from p2o.config import DatasetConfig, EvalConfig, ModelConfig, OptimConfig, Toke
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
 from p2o.config.methods import MethodSpec
 from p2o.provenance import provenance
+from p2o.training.fingerprint import Fingerprint, input_digests
 
 PathLike = str | Path
 
@@ -94,17 +95,21 @@ def init_model(model: ModelConfig, train_splits: Mapping[str, PathLike], out_dir
 def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: TokenizeConfig, optim: OptimConfig,
         seed: int, out_dir: PathLike, device: str = "cpu", config: Mapping | None = None) -> dict:
     """SFT on the chosen responses; writes ``out_dir/model``, ``log.jsonl`` and ``summary.json``.
-    ``config`` (the whole resolved config) is recorded in the summary's provenance, never read."""
+    ``config`` (the whole resolved config) is recorded in the summary's provenance, never read.
+    The run's fingerprint (``p2o.training.fingerprint``) covers ``tokenize``, ``optim``, ``seed`` and
+    the bytes of the base model and the splits; the summary records it."""
     from p2o.model.loading import load_model, load_tokenizer, save_model
     from p2o.training.sft import sft as run_sft
 
     out_dir = Path(out_dir)
+    run = Fingerprint({"tokenize": asdict(tokenize)}, input_digests(
+        {"base_model": base_dir, **{f"split/{name}": path for name, path in train_splits.items()}}))
     tokenizer, model = load_tokenizer(base_dir), load_model(base_dir, device)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     start = time.time()
     with JsonlLog(out_dir / "log.jsonl") as log:
         result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device,
-                         checkpoint=out_dir / "checkpoint.pt")
+                         checkpoint=out_dir / "checkpoint.pt", run=run)
     save_model(model, tokenizer, out_dir / "model")
     summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result,
                "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()},
@@ -134,7 +139,9 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     """Preference training from the SFT model; writes ``out_dir/{model/, log.jsonl, summary.json}``.
 
     With ``optim.checkpoint_every > 0`` a killed job rerun with the same arguments resumes from
-    ``out_dir/checkpoint.pt`` and ends as an uninterrupted run would.
+    ``out_dir/checkpoint.pt`` and ends as an uninterrupted run would. Its fingerprint covers every
+    argument read and the bytes of every input file (SFT model, splits, reference log-probs, and the
+    held-out ones when evaluated): a checkpoint of another run is set aside and the job starts afresh.
 
     ``train_splits`` and ``train_refs`` map dataset -> file, in training order. With
     ``optim.eval_every > 0``, ``eval_splits`` (dataset -> (split file, reference file)) are
@@ -157,6 +164,14 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     references = {s.dataset: ReferenceLogps.load(train_refs[s.dataset], s, tokenize, optim.autocast) for s in splits}
 
     evaluating = optim.eval_every > 0 and bool(eval_splits)
+    inputs = {"sft_model": model_dir, **{f"split/{name}": path for name, path in train_splits.items()},
+              **{f"reference/{name}": path for name, path in train_refs.items()}}
+    params = {"tokenize": asdict(tokenize)}
+    if evaluating:
+        params.update(evaluate=asdict(evaluate or EvalConfig()), eval_datasets=list(eval_splits))
+        for name, (split_path, ref_path) in eval_splits.items():
+            inputs.update({f"eval_split/{name}": split_path, f"eval_reference/{name}": ref_path})
+    run = Fingerprint(params, input_digests(inputs)).extend(modules=["p2o.model.evaluate"] if evaluating else [])
     # the frozen SFT model, loaded once: the exact held-out KL needs its distribution, and so does TDPO's step
     in_step_reference = needs_reference_model(method_inputs(method))
     reference_model = load_model(model_dir, device) if evaluating or in_step_reference else None
@@ -177,14 +192,15 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     start = time.time()
     with JsonlLog(out_dir / "log.jsonl") as log:
         result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator,
-                                  checkpoint=out_dir / "checkpoint.pt", reference_model=reference_model)
+                                  checkpoint=out_dir / "checkpoint.pt", reference_model=reference_model, run=run)
+    fingerprint = result.pop("fingerprint")
     save_model(policy, tokenizer, out_dir / "model")
     summary = {
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
         "lr_scale": method.lr_scale, "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
         "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()}, "final": result,
         "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method), policy),
-        "provenance": provenance(device, config),
+        "fingerprint": fingerprint, "provenance": provenance(device, config),
     }
     write_json(out_dir / "summary.json", summary)
     return summary

@@ -19,6 +19,7 @@ from p2o.config import OptimConfig, TokenizeConfig
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
 from p2o.stages.jobs import PathLike, load_split, manifest_sha256, pad_id_of
 from p2o.provenance import provenance
+from p2o.training.fingerprint import Fingerprint, input_digests
 
 def rm_subset(split_path: PathLike, ref_path: PathLike, n: int, out_dir: PathLike,
               held_out_manifests: tuple[PathLike, PathLike] | None = None) -> dict:
@@ -60,7 +61,8 @@ def train_reward_model(model_dir: PathLike, train_splits: Mapping[str, PathLike]
                        config: Mapping | None = None) -> dict:
     """A Bradley–Terry reward model from the SFT model's body (``p2o.training.reward_model``); writes
     ``out_dir/{model/, log.jsonl, summary.json}``. Resumes from ``out_dir/checkpoint.pt`` as
-    ``train`` does; ``config`` is recorded, as in ``sft``."""
+    ``train`` does (only a checkpoint of the same run: parameters, SFT model, splits, code); ``config``
+    is recorded, as in ``sft``."""
     from p2o.training import reward_model as reward
     from p2o.model.loading import load_tokenizer
 
@@ -68,15 +70,18 @@ def train_reward_model(model_dir: PathLike, train_splits: Mapping[str, PathLike]
     tokenizer = load_tokenizer(model_dir)
     model = reward.RewardModel.from_causal_lm(model_dir, seed, device)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
+    run = Fingerprint({"tokenize": asdict(tokenize)}, input_digests(
+        {"sft_model": model_dir, **{f"split/{name}": path for name, path in train_splits.items()}}))
     start = time.time()
     with JsonlLog(out_dir / "log.jsonl") as log:
         result = reward.train_reward_model(model, splits, optim, seed, pad_id_of(tokenizer), log, device,
-                                           checkpoint=out_dir / "checkpoint.pt")
+                                           checkpoint=out_dir / "checkpoint.pt", run=run)
+    fingerprint = result.pop("fingerprint")
     model.save(out_dir / "model", tokenizer)
     summary = {"model": "reward_model", "loss": "bradley_terry", "seed": seed, "train": asdict(optim),
                "tokenize": asdict(tokenize), "wall_s": time.time() - start,
                "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()},
-               "final": result, "provenance": provenance(device, config)}
+               "final": result, "fingerprint": fingerprint, "provenance": provenance(device, config)}
     write_json(out_dir / "summary.json", summary)
     return summary
 

@@ -13,12 +13,14 @@ tokens/s.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,7 +30,11 @@ from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_path
 from p2o.model.logps import precision
 from p2o.model.tokenize import TokenizedSplit
+from p2o.training.fingerprint import Fingerprint
 from p2o.training.schedule import epoch_batches, get_lr, n_batches
+
+# the modules every trainer runs, whose source is part of a run's fingerprint
+LOOP_MODULES = (__name__, "p2o.training.schedule", "p2o.model.logps", "p2o.model.tokenize")
 
 
 def autocast(cfg: OptimConfig, device: str):
@@ -88,26 +94,44 @@ class Checkpoint:
 
     One file holds the model, the optimizer (AdamW moments), the step and skip counters, the
     number of batches done (the batch order is a function of the seed, so this is the position in
-    the data), the torch RNG state and the log records so far. Only the newest is kept (it is
-    overwritten atomically); it is removed when training ends. Checkpoints fall between batches,
-    so no P²O snapshot is ever pending in one. ``run`` identifies the job: a checkpoint of another
-    run is an error, not something to resume from.
+    the data), the torch RNG state, the log records so far and the run's fingerprint
+    (``p2o.training.fingerprint``). Only the newest is kept (it is overwritten atomically); it is
+    removed when training ends. Checkpoints fall between batches, so no P²O snapshot is ever pending
+    in one.
+
+    A checkpoint resumes only the run that wrote it: same parameters, input files and code. One of
+    another run, or one that cannot be read (truncated, corrupt), is set aside as
+    ``checkpoint.pt.stale`` or ``checkpoint.pt.unreadable`` (replacing an older one) with one line on
+    stderr, and the job starts afresh: its weights, optimizer state and log would belong to another run.
     """
 
     def __init__(self, path: str | Path | None, every: int, model, opt: Optimizer, log: JsonlLog | None,
-                 run: dict):
+                 run: Fingerprint):
         self.path = Path(path) if path and every else None
         self.every, self.model, self.opt, self.log, self.run = every, model, opt, log, run
         self.next = every
 
+    def set_aside(self, suffix: str, why: str) -> None:
+        aside = self.path.with_name(f"{self.path.name}.{suffix}")
+        os.replace(self.path, aside)
+        print(f"checkpoint {self.path} {why} — set aside as {aside}, starting fresh", file=sys.stderr)
+
     def restore(self) -> int:
-        """Load the checkpoint if there is one; return the number of batches already done."""
+        """Load the checkpoint if there is one of this run; return the number of batches already done."""
         if self.path is None or not self.path.exists():
             return 0
-        state = torch.load(self.path, weights_only=False)
-        if state["run"] != self.run:
-            raise ValueError(f"{self.path} is a checkpoint of another run ({state['run']}, not {self.run}); "
-                             f"delete it to start afresh")
+        try:
+            state = torch.load(self.path, weights_only=False)
+            if not isinstance(state, dict):
+                raise TypeError(f"a {type(state).__name__}, not a checkpoint")
+        except Exception as e:  # noqa: BLE001 - whatever torch.load raises, the file is no checkpoint to resume
+            reason = f"{type(e).__name__}: {e}".splitlines()[0]
+            reason = reason if len(reason) <= 120 else reason[:119] + "…"
+            self.set_aside("unreadable", f"is unreadable ({reason})")
+            return 0
+        if changed := self.run.differences(state.get("fingerprint")):
+            self.set_aside("stale", f"is from another run ({changed})")
+            return 0
         self.model.load_state_dict(state["model"])
         self.opt.opt.load_state_dict(state["optimizer"])
         self.opt.steps, self.opt.skipped = state["steps"], state["skipped"]
@@ -122,12 +146,17 @@ class Checkpoint:
     def after_batch(self, batches_done: int) -> None:
         if self.path is None or self.opt.steps < self.next:
             return
-        state = {"run": self.run, "model": self.model.state_dict(), "optimizer": self.opt.opt.state_dict(),
-                 "steps": self.opt.steps, "skipped": self.opt.skipped, "batches_done": batches_done,
-                 "torch_rng": torch.get_rng_state(), "records": self.log.records if self.log else []}
+        state = {"fingerprint": self.record, "model": self.model.state_dict(),
+                 "optimizer": self.opt.opt.state_dict(), "steps": self.opt.steps, "skipped": self.opt.skipped,
+                 "batches_done": batches_done, "torch_rng": torch.get_rng_state(),
+                 "records": self.log.records if self.log else []}
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
         self.next = (self.opt.steps // self.every + 1) * self.every
+
+    @functools.cached_property
+    def record(self) -> dict:
+        return self.run.record()
 
     def finish(self) -> None:
         if self.path is not None:
@@ -181,18 +210,24 @@ BatchSteps = Callable[[TokenizedSplit, list[int]], Iterator[StepOutput]]
 
 
 def train_loop(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, batch_steps: BatchSteps, *,
-               run: dict, desc: str, steps_per_batch: int = 1, section: str = "train", log: JsonlLog | None = None,
+               run: Fingerprint, desc: str, steps_per_batch: int = 1, section: str = "train", log: JsonlLog | None = None,
                checkpoint: str | Path | None = None, evaluate: Callable[[int], None] | None = None) -> dict:
     """Train ``model`` on ``splits``: ``batch_steps`` yields ``steps_per_batch`` steps per batch, each
     followed by one optimizer step (so the next yield sees the updated weights).
 
-    ``run`` identifies the job in its checkpoint; ``evaluate(step)``, if given, runs at step 0 (unless
-    resumed), every ``cfg.eval_every`` optimizer steps and at the end. Returns the step and skip counts
-    and the last step's record.
+    ``run`` identifies the job (what the trainer and its caller read), to which the loop adds its own
+    parameters (the ``section``, seed, dataset order, step count) and modules; a checkpoint resumes only
+    a run with the same fingerprint. ``evaluate(step)``, if given, runs at step 0 (unless resumed), every
+    ``cfg.eval_every`` optimizer steps and at the end. Returns the step and skip counts, the last step's
+    record and the run's ``fingerprint`` (its digests, for the summary).
     """
     total = cfg.epochs * n_batches(splits, cfg.batch_size) * steps_per_batch
+    # checkpoint_every changes nothing the run computes: a rerun may checkpoint more or less often
+    optim = {k: v for k, v in asdict(cfg).items() if k != "checkpoint_every"}
+    run = run.extend({section: optim, "seed": seed, "datasets": [s.dataset for s in splits],
+                      "steps_per_batch": steps_per_batch, "total_steps": total}, modules=LOOP_MODULES)
     opt, steps = Optimizer(model, cfg, total, section), StepLog(log, total, desc, cfg.log_every)
-    ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log, {**run, "seed": seed, "total": total})
+    ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log, run)
     done = ckpt.restore()
     steps.resume_at(opt.steps)
     if evaluate is not None and not done:
@@ -213,4 +248,5 @@ def train_loop(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: 
     if evaluate is not None:
         evaluate(opt.steps)
     ckpt.finish()
-    return {"steps": opt.steps, "nonfinite_skipped": opt.skipped, **record}
+    return {"steps": opt.steps, "nonfinite_skipped": opt.skipped, **record,
+            "fingerprint": run.record(with_params=False)}

@@ -10,6 +10,7 @@ batch's 2B chosen and rejected rows, computes the inputs the method's loss decla
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from p2o.io import JsonlLog
 from p2o.losses import get_loss
 from p2o.model.reference import ReferenceLogps
 from p2o.model.tokenize import TokenizedSplit, collate_pairs
+from p2o.training.fingerprint import Fingerprint, with_imports
 from p2o.training.inputs import StepContext, needs_reference_model, step_inputs
 from p2o.training.loop import StepOutput, autocast, train_loop
 
@@ -43,6 +45,7 @@ def train_preference(
     evaluator: Callable[[object], dict[str, dict]] | None = None,
     checkpoint: str | Path | None = None,
     reference_model=None,
+    run: Fingerprint | None = None,
 ) -> dict:
     """Train ``model`` with ``method`` on ``splits`` against the precomputed reference log-probs.
 
@@ -55,6 +58,10 @@ def train_preference(
     entry, before any checkpoint is restored, which is right because ``model`` enters as the SFT model.
     Every batch checks the in-step reference against the precomputed log-probs (``reference/logp_gap``,
     logged); the reference runs one forward (no gradient) per batch, whatever ``method.inner_steps``.
+
+    ``run`` holds what the caller read (config sections, input file digests); the method (loss and
+    hyper-parameters) and the modules that compute the step are added here: a checkpoint resumes only
+    the same run.
     """
     torch.manual_seed(seed)
     loss_fn, needs = get_loss(method.loss).fn, method_inputs(method)
@@ -90,6 +97,9 @@ def train_preference(
                 log.write({"kind": "eval", "step": step, "dataset": split_name, **metrics})
             model.train(cfg.dropout)
 
-    return train_loop(model, splits, cfg, seed, batch_steps, run={"job": "train", "method": method.name},
+    run = (run or Fingerprint()).extend({"job": "train", "method": asdict(method)},
+                                        modules=[__name__, *with_imports("p2o.training.inputs"),
+                                                 *with_imports(loss_fn.__module__)])
+    return train_loop(model, splits, cfg, seed, batch_steps, run=run,
                       desc=f"train {method.name}", steps_per_batch=method.inner_steps, log=log,
                       checkpoint=checkpoint, evaluate=evaluate)

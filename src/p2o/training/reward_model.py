@@ -38,6 +38,7 @@ from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_dir, read_json, write_json
 from p2o.model.evaluate import pair_accuracy as held_out_accuracy, tie_rate
 from p2o.model.tokenize import SequenceBatch, TokenizedSplit, batch_indices, collate_pairs
+from p2o.training.fingerprint import Fingerprint
 from p2o.training.loop import StepOutput, autocast, train_loop
 
 HEAD_FILE = "reward_head.pt"
@@ -123,9 +124,10 @@ def pair_rewards(model: RewardModel, split: TokenizedSplit, index: Sequence[int]
 
 def train_reward_model(model: RewardModel, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int,
                        pad_id: int, log: JsonlLog | None = None, device: str = "cpu",
-                       checkpoint: str | Path | None = None) -> dict:
+                       checkpoint: str | Path | None = None, run: Fingerprint | None = None) -> dict:
     """Fit ``model`` to the preferences of ``splits`` (datasets in order within every epoch, as
-    in preference training); one optimizer step per batch of pairs."""
+    in preference training); one optimizer step per batch of pairs. ``run`` holds what the caller read
+    (config sections, input file digests): a checkpoint resumes only the same run."""
     torch.manual_seed(seed)
     model.train(cfg.dropout)
 
@@ -135,7 +137,8 @@ def train_reward_model(model: RewardModel, splits: Sequence[TokenizedSplit], cfg
         loss, metrics = bradley_terry_loss(chosen.float(), rejected.float())
         yield StepOutput(loss, sum(split.n_tokens(i) for i in index), metrics)
 
-    return train_loop(model, splits, cfg, seed, batch_steps, run={"job": "reward_model"}, desc="reward model",
+    return train_loop(model, splits, cfg, seed, batch_steps, desc="reward model",
+                      run=(run or Fingerprint()).extend({"job": "reward_model"}, modules=[__name__]),
                       log=log, checkpoint=checkpoint)
 
 

@@ -11,14 +11,17 @@ from p2o.config import OptimConfig
 from p2o.io import JsonlLog
 from p2o.model.logps import sequence_logps
 from p2o.model.tokenize import TokenizedSplit, pad_sequences
+from p2o.training.fingerprint import Fingerprint
 from p2o.training.loop import StepOutput, autocast, train_loop
 
 
 def sft(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, pad_id: int,
-        log: JsonlLog | None = None, device: str = "cpu", checkpoint: str | Path | None = None) -> dict:
+        log: JsonlLog | None = None, device: str = "cpu", checkpoint: str | Path | None = None,
+        run: Fingerprint | None = None) -> dict:
     """SFT on the chosen responses: L = −(Σ log π(y⁺ | x)) / (Σ |y⁺|) per batch.
 
-    As in Rafailov et al. 2023 (§6), the SFT model is the reference π_ref of every method.
+    As in Rafailov et al. 2023 (§6), the SFT model is the reference π_ref of every method. ``run`` holds
+    what the caller read (config sections, input file digests): a checkpoint resumes only the same run.
     """
     torch.manual_seed(seed)
     model.train(cfg.dropout)
@@ -29,5 +32,6 @@ def sft(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, pa
             sums, counts = sequence_logps(model, batch)
         yield StepOutput(-sums.sum() / counts.sum(), batch.n_tokens)
 
-    return train_loop(model, splits, cfg, seed, batch_steps, run={"job": "sft"}, desc="sft", section="sft", log=log,
+    run = (run or Fingerprint()).extend({"job": "sft"}, modules=[__name__])
+    return train_loop(model, splits, cfg, seed, batch_steps, run=run, desc="sft", section="sft", log=log,
                       checkpoint=checkpoint)
