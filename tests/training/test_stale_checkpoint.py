@@ -185,3 +185,18 @@ def test_stale_checkpoint_after_a_reference_file_changed(workdir, monkeypatch, c
     assert summary["fingerprint"]["inputs"]["reference/hh"] == input_digests({"r": ref_path})["r"]
     assert {"p2o.training.loop", "p2o.training.preference", "p2o.losses.dpo_family", "p2o.model.logps",
             "p2o.model.tokenize"} <= summary["fingerprint"]["code"].keys()
+
+
+def test_stale_checkpoint_inputs_reference_files_have_the_same_bytes_wherever_written(tmp_path):
+    """A reference file's bytes depend only on its content (not on its path or the temporary name it was
+    written under), so the same inputs give the same fingerprint in another working folder (the Slurm
+    test compares a local run's summaries with a Slurm run's)."""
+    from p2o.model.reference import ReferenceLogps
+
+    ref = ReferenceLogps(ids=["a", "b"], chosen=torch.tensor([-1.0, -2.0]), rejected=torch.tensor([-3.0, -4.0]),
+                         chosen_tokens=torch.tensor([1.0, 2.0]), rejected_tokens=torch.tensor([1.0, 2.0]),
+                         mismatched=torch.tensor([-5.0, -6.0]), tokenize={})
+    ref.save(tmp_path / "one" / "hh_train.pt")
+    ref.save(tmp_path / "two.pt")
+    digests = input_digests({"ref": tmp_path / "one" / "hh_train.pt"}), input_digests({"ref": tmp_path / "two.pt"})
+    assert digests[0] == digests[1]

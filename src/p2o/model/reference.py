@@ -80,8 +80,10 @@ class ReferenceLogps:
             del state["autocast"]
         if self.mismatched_partner is None or torch.equal(self.mismatched_partner, _next_pair(len(self.ids))):
             del state["mismatched_partner"]  # as are files whose partners are pair i+1
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        # through a file handle: torch names the archive inside after a path it is given, and the
+        # temporary name would make the bytes (and a run fingerprint over them) differ between runs
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(state, f)
 
     @classmethod
     def load(cls, path: str | Path, split: TokenizedSplit | None = None,
