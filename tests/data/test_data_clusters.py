@@ -17,7 +17,7 @@ from shp_posts import SHP_FIELDS, shp_rows, write_shp_rows
 
 from p2o.config import DatasetConfig
 from p2o.data import PAIR_COLUMNS, cap_pairs_per_prompt, load_pairs, pair_id, prepare_dataset, split_hash, split_pairs
-from p2o.data.splits import mismatched_partner, mismatched_partners
+from p2o.data.splits import mismatched_partners
 from p2o.model.reference import ReferenceLogps, split_partners
 from p2o.model.tokenize import TokenizedSplit
 from p2o.report.significance import paired_bootstrap, paired_bootstrap_test
@@ -142,6 +142,12 @@ def as_tokens(frame: pd.DataFrame, max_length: int = 10_000) -> TokenizedSplit:
         return [list(t.encode()) for t in texts]
     return TokenizedSplit("shp", list(frame["id"]), enc(frame["prompt"]), enc(frame["chosen"]), enc(frame["rejected"]),
                           max_length)
+
+
+def mismatched_partner(prompts, i: int) -> int:
+    """The rule one pair at a time, by brute force: the oracle of the O(n) ``mismatched_partners``."""
+    n = len(prompts)
+    return next((i + step) % n for step in range(1, n) if prompts[(i + step) % n] != prompts[i])
 
 
 def test_mismatched_partner_always_has_another_prompt(shp_pairs):

@@ -18,7 +18,7 @@ subsets rely on it).
 
 ``cap_pairs_per_prompt`` runs before the split when a dataset sets ``max_pairs_per_prompt``: it
 keeps the pairs of each prompt with the smallest ids, a choice that depends on neither the row order
-nor the salt. ``mismatched_partner`` pairs a prompt with the response of the next pair (cyclically)
+nor the salt. ``mismatched_partners`` pairs a prompt with the response of the next pair (cyclically)
 whose prompt differs, for KTO's mismatched completion (``p2o.model.tokenize``).
 """
 
@@ -97,23 +97,9 @@ def cap_pairs_per_prompt(pairs: pd.DataFrame, k: int | None) -> tuple[pd.DataFra
     return kept, len(frame) - len(kept)
 
 
-def mismatched_partner(prompts: Sequence[Hashable], i: int) -> int:
-    """The first index after ``i`` (cyclically) whose prompt differs from ``prompts[i]``.
-
-    Raises ``ValueError`` when every prompt equals ``prompts[i]``: no mismatched completion exists.
-    """
-    n = len(prompts)
-    for step in range(1, n):
-        j = (i + step) % n
-        if prompts[j] != prompts[i]:
-            return j
-    raise ValueError(f"all {n} pairs share one prompt, so none can be paired with another prompt's response "
-                     f"(KTO's mismatched completion, ref_point: mismatched)")
-
-
 def mismatched_partners(prompts: Sequence[Hashable]) -> list[int]:
-    """``mismatched_partner(prompts, i)`` for every ``i`` in O(n), or -1 everywhere when every prompt is
-    the same (or there are none)."""
+    """For every ``i``, the first index after ``i`` (cyclically) whose prompt differs from ``prompts[i]``,
+    in O(n); -1 everywhere when every prompt is the same (or there are none)."""
     n = len(prompts)
     if n == 0 or all(p == prompts[0] for p in prompts):
         return [-1] * n

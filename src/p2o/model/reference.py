@@ -23,7 +23,6 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from p2o.config import TokenizeConfig
-from p2o.data.splits import mismatched_partners
 from p2o.io import atomic_path
 from p2o.model.logps import PairLogps, pair_logps, precision, sequence_logps
 from p2o.model.tokenize import TokenizedSplit, batch_indices, collate_pairs
@@ -132,7 +131,7 @@ def compute_reference_logps(model, split: TokenizedSplit, tokenize: TokenizeConf
 
 def split_partners(split: TokenizedSplit) -> Tensor:
     """(n,) long: the pair whose chosen response each pair's mismatched row uses, -1 for none."""
-    return torch.tensor(mismatched_partners(split.prompt), dtype=torch.long)
+    return torch.tensor(split.mismatched_partners, dtype=torch.long)
 
 
 def _next_pair(n: int) -> Tensor:

@@ -12,6 +12,7 @@ GPT-2 without position ids, which shifts every position; we do not copy that.)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,9 +36,17 @@ class TokenizedSplit:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @functools.cached_property
+    def mismatched_partners(self) -> list[int]:
+        """Each pair's partner for ``mismatched_response``, computed once for the split
+        (``p2o.data.splits.mismatched_partners``; -1 everywhere when every pair has one prompt)."""
+        from p2o.data.splits import mismatched_partners
+
+        return mismatched_partners(self.prompt)
+
     def mismatched_response(self, i: int) -> list[int]:
         """Mismatched completion for KTO's reference point: pair i's prompt with the chosen
-        response of the next pair (cyclically) whose prompt differs (``p2o.data.splits.mismatched_partner``,
+        response of the next pair (cyclically) whose prompt differs (``p2o.data.splits.mismatched_partners``,
         comparing prompt token ids), cut to pair i's response budget. Pair i+1 is usually that pair,
         but not where one prompt has several pairs (SHP): an answer to the same post is no mismatch.
 
@@ -45,12 +54,11 @@ class TokenizedSplit:
         log-probs of these rows be computed once, with the others. Raises ``ValueError`` when every
         pair of the split has the same prompt.
         """
-        from p2o.data.splits import mismatched_partner
-
-        try:
-            j = mismatched_partner(self.prompt, i)
-        except ValueError as e:
-            raise ValueError(f"split {self.dataset!r}: {e}") from None
+        j = self.mismatched_partners[i]
+        if j < 0:
+            raise ValueError(f"split {self.dataset!r}: all {len(self)} pairs share one prompt, so none can be "
+                             f"paired with another prompt's response (KTO's mismatched completion, "
+                             f"ref_point: mismatched)")
         return self.chosen[j][: self.max_length - len(self.prompt[i])]
 
     def n_tokens(self, i: int) -> int:
