@@ -17,8 +17,9 @@ below), so parsing a config never imports torch:
     p2o.docs      ``python -m p2o.docs``: the config schema, the loss catalogue and the docs' tables,
                   generated from the declarations of every layer
 
-Beside them: ``p2o.cli`` (the ``p2o`` command), ``p2o.io`` (atomic file output) and
-``p2o.provenance`` (what produced a result).
+Beside them: ``p2o.cli`` (the ``p2o`` command), ``p2o.io`` (atomic file output),
+``p2o.provenance`` (what produced a result) and ``p2o.job_code`` (which source a job runs, and its
+digest).
 """
 
 __version__ = "0.1.0"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -19,6 +20,7 @@ from p2o.io import JsonlLog, read_json, write_jsonl
 from p2o.losses import MethodSpec
 from p2o.model.loading import save_model
 from p2o.stages import jobs
+from p2o.training import fingerprint
 from p2o.training.fingerprint import Fingerprint, input_digests
 from p2o.training.loop import Checkpoint
 from p2o.training.preference import train_preference
@@ -48,12 +50,12 @@ def dpo(beta: float) -> MethodSpec:
     return MethodSpec("dpo", "dpo", {"beta": beta})
 
 
-def train(setup, out, method, refs=None):
+def train(setup, out, method, refs=None, optim=OPTIM):
     """(policy, train records) of a DPO run writing its checkpoint and log to ``out``."""
     tok, model, splits, fixture_refs = setup
     policy = copy.deepcopy(model)
     with JsonlLog(out / "log.jsonl") as log:
-        train_preference(policy, splits, refs or fixture_refs, method, OPTIM, 0, tok.pad_token_id, log,
+        train_preference(policy, splits, refs or fixture_refs, method, optim, 0, tok.pad_token_id, log,
                          checkpoint=out / "checkpoint.pt")
     return policy, [r for r in map(json.loads, open(out / "log.jsonl")) if r["kind"] == "train"]
 
@@ -101,6 +103,32 @@ def test_stale_checkpoint_check_resumes_the_same_run_bit_for_bit(setup, tmp_path
     whole, whole_records = train(setup, tmp_path / "whole", dpo(0.5))
     assert same_weights(policy, whole)
     assert strip(records) == strip(whole_records)
+
+
+def test_stale_checkpoint_check_ignores_how_often_the_run_logs_and_checkpoints(setup, tmp_path, monkeypatch, capsys):
+    kill_after_checkpoint(monkeypatch, 4)
+    killed(setup, tmp_path / "run", dpo(0.5), monkeypatch)
+    capsys.readouterr()
+    policy, _ = train(setup, tmp_path / "run", dpo(0.5), optim=replace(OPTIM, checkpoint_every=4, log_every=2))
+    assert "resumed from" in capsys.readouterr().err
+    whole, _ = train(setup, tmp_path / "whole", dpo(0.5))
+    assert same_weights(policy, whole)
+
+
+def test_stale_checkpoint_of_an_edited_loss_function_starts_fresh(setup, tmp_path, monkeypatch, capsys):
+    kill_after_checkpoint(monkeypatch, 4)
+    killed(setup, tmp_path / "run", dpo(0.5), monkeypatch)
+    real = fingerprint.code_digests
+
+    def edited(entries):  # the digests after an edit of DPO's loss function, and of nothing else
+        return {k: ("0" * 16 if k == "p2o.losses.dpo_family:dpo" else v) for k, v in real(entries).items()}
+
+    monkeypatch.setattr(fingerprint, "code_digests", edited)
+    capsys.readouterr()
+    _, records = train(setup, tmp_path / "run", dpo(0.5))
+    err = capsys.readouterr().err
+    assert "is from another run (code changed: p2o.losses.dpo_family:dpo)" in err and "resumed" not in err
+    assert [r["step"] for r in records] == list(range(1, 9))
 
 
 def test_stale_checkpoint_truncated_file_is_set_aside_without_a_crash(setup, tmp_path, monkeypatch, capsys):
@@ -183,8 +211,8 @@ def test_stale_checkpoint_after_a_reference_file_changed(workdir, monkeypatch, c
     assert summary["final"] == whole["final"]
     assert summary["fingerprint"] == whole["fingerprint"] == read_json(workdir / "run" / "summary.json")["fingerprint"]
     assert summary["fingerprint"]["inputs"]["reference/hh"] == input_digests({"r": ref_path})["r"]
-    assert {"p2o.training.loop", "p2o.training.preference", "p2o.losses.dpo_family", "p2o.model.logps",
-            "p2o.model.tokenize"} <= summary["fingerprint"]["code"].keys()
+    assert {"p2o.stages.jobs:train", "p2o.training.loop:train_loop", "p2o.training.preference:train_preference",
+            "p2o.losses.dpo_family:dpo", "p2o.model.logps:PairLogps"} <= summary["fingerprint"]["code"].keys()
 
 
 def test_stale_checkpoint_inputs_reference_files_have_the_same_bytes_wherever_written(tmp_path):

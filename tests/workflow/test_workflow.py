@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
 import subprocess
@@ -16,15 +18,19 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 HAS_LATEX = shutil.which("latexmk") is not None and shutil.which("pdflatex") is not None
 
 
-def checkout(tmp_path: Path) -> Path:
-    """A copy of what the workflow reads (workflow/, config/, paper/) to run it in isolation."""
-    for name in ("workflow", "config", "paper"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+def checkout(tmp_path: Path, library: bool = False) -> Path:
+    """A copy of what the workflow reads (workflow/, config/, paper/) to run it in isolation; with
+    ``library``, also of src/, which the workflow then imports p2o from (to edit it)."""
+    for name in ("workflow", "config", "paper") + (("src",) if library else ()):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return tmp_path
 
 
 def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=1200)
+    env = dict(os.environ)
+    if (cwd / "src").is_dir():  # a checkout with its own copy of the library
+        env["PYTHONPATH"] = os.pathsep.join([str(cwd / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=1200, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
@@ -103,14 +109,24 @@ REDUCED = {
 }
 
 
+@pytest.fixture(scope="module")
+def reduced_demo(tmp_path_factory):
+    """The demo workflow (2 methods, 1 seed) run to the paper PDF, as README's demo, in a checkout
+    with its own copy of the library: (folder, the config arguments)."""
+    if not HAS_LATEX:
+        pytest.skip("the paper needs latexmk and pdflatex (Debian: latexmk, texlive-latex-*)")
+    tmp_path = tmp_path_factory.mktemp("reduced_demo")
+    wd = checkout(tmp_path / "repo", library=True)
+    demo = ["--configfile", "config/demo.yaml", write(tmp_path / "reduced.yaml", REDUCED)]
+    snakemake(wd, "--workflow-profile", "workflow/profiles/cpu", "--cores", "2", *demo)
+    return wd, demo
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_LATEX, reason="the paper needs latexmk and pdflatex (Debian: latexmk, texlive-latex-*)")
-def test_reduced_demo_end_to_end_and_partial_rerun(tmp_path):
+def test_reduced_demo_end_to_end_and_partial_rerun(reduced_demo, tmp_path):
     """Run the demo workflow (2 methods, 1 seed) to the paper PDF; then change P²O's ε and check
     that a dry run plans only P²O's train/evaluate jobs and the aggregate-to-paper jobs."""
-    wd = checkout(tmp_path)
-    demo = ["--configfile", "config/demo.yaml", write(tmp_path / "reduced.yaml", REDUCED)]
-    snakemake(wd, "--workflow-profile", "workflow/profiles/cpu", "--cores", "2", *demo)  # as README's demo
+    wd, demo = reduced_demo
     assert (wd / "results" / "paper" / "main.pdf").stat().st_size > 10_000
     for method in ("dpo", "p2o"):
         for dataset in ("hh", "shp", "uf"):
@@ -137,6 +153,40 @@ def test_reduced_demo_end_to_end_and_partial_rerun(tmp_path):
     assert rules - {"train", "evaluate"} == {"aggregate", "tables", "figures", "paper_numbers", "paper", "all"}
 
     # nothing changed: nothing to do
+    assert planned_jobs(snakemake(wd, "-n", *demo).stdout) == []
+
+
+@contextlib.contextmanager
+def edited(path: Path, old: str, new: str):
+    """``path`` with ``old`` replaced by ``new``; restored on exit."""
+    text = path.read_text()
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new))
+    try:
+        yield
+    finally:
+        path.write_text(text)
+
+
+@pytest.mark.slow
+def test_code_change_reruns_only_the_jobs_that_run_the_edited_code(reduced_demo):
+    """After the demo, edit the library in the checkout's copy: P²O's loss function plans P²O's train
+    and evaluate jobs and their dependants; a plot function, the figures and the paper; restoring the
+    file, nothing."""
+    wd, demo = reduced_demo
+    lib = wd / "src" / "p2o"
+    with edited(lib / "losses" / "trust_region.py", "def p2o(\n", "def p2o(  # edited\n"):
+        jobs = planned_jobs(snakemake(wd, "-n", *demo).stdout)
+    assert {(r, w.get("method")) for r, w in jobs if r in ("train", "evaluate")} == {("train", "p2o"),
+                                                                                    ("evaluate", "p2o")}
+    assert sorted(r for r, _ in jobs) == sorted(["train", "evaluate", "aggregate", "tables", "figures",
+                                                  "paper_numbers", "paper", "all"])
+
+    with edited(lib / "report" / "plots.py", "def training_curves(", "def training_curves(  # edited\n"):
+        assert sorted(r for r, _ in planned_jobs(snakemake(wd, "-n", *demo).stdout)) == ["all", "figures", "paper"]
+
+    with edited(lib / "config" / "sections.py", '"AdamW peak learning rate', '"AdamW peak learning rate (edited)'):
+        assert planned_jobs(snakemake(wd, "-n", *demo).stdout) == []  # a declaration: its values are the params
     assert planned_jobs(snakemake(wd, "-n", *demo).stdout) == []
 
 

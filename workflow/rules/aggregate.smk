@@ -16,6 +16,7 @@ rule aggregate:
         comparisons=comparisons(),
         datasets=DATASETS,
         trust_region_methods=TRUST_REGION_METHODS,
+        code=code_of("aggregate.py"),
     log:
         "logs/aggregate.log",
     script:

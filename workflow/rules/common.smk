@@ -1,7 +1,9 @@
 # Configuration checks, wildcard constraints and the helpers that hand each job only the part of
-# the config it reads, so that changing one method's hyper-parameter reruns that method alone.
+# the config it reads and the digest of the code it runs, so that changing one method's
+# hyper-parameter, or its loss function, reruns that method alone.
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 
@@ -9,6 +11,7 @@ from snakemake.utils import validate
 
 from p2o.config import ConfigError, config_from_dict
 from p2o.data.sources import looks_local
+from p2o.job_code import loss_entry, script_code
 from p2o.report.names import REWARD_MODEL
 from p2o.stages.layout import Layout
 
@@ -57,8 +60,19 @@ wildcard_constraints:
 
 
 def section(obj):
-    """A config section as a plain dict (what a rule's params hold)."""
-    return dataclasses.asdict(obj)
+    """A config section as a plain dict (what a rule's params hold), less the keys that change how a
+    job runs, not what it computes (``RUN_ONLY``: how often to log or checkpoint, inference batch
+    sizes): the scripts read those from the config, so changing them reruns nothing."""
+    return {k: v for k, v in dataclasses.asdict(obj).items() if k not in getattr(obj, "RUN_ONLY", ())}
+
+
+@functools.cache
+def code_of(script, *entries):
+    """The digest of the code a rule's script runs (``p2o.job_code``): the script and its helper
+    file, every p2o function it calls with what those use, and ``entries`` (a training job's loss).
+    Held in the rule's params: editing that code reruns the rule's jobs, editing other code does not."""
+    scripts = Path(workflow.basedir) / "scripts"
+    return script_code(scripts / script, entries, root=Path(workflow.basedir).parent)
 
 
 # Every results path (p2o.stages.layout, shared with the p2o command line); rules pass wildcards as
@@ -144,6 +158,11 @@ def get_train_inputs(wildcards):
     return inputs
 
 
+def get_train_code(wildcards):
+    """The training script's code with the method's own loss function (not the other losses)."""
+    return code_of("train.py", loss_entry(CFG.method(wildcards.method).loss))
+
+
 def get_train_params(wildcards):
     params = {"method": section(CFG.method(wildcards.method)), "train": section(CFG.train),
               "tokenize": section(CFG.tokenize), "datasets": DATASETS}
@@ -194,6 +213,10 @@ def get_rm_pool(wildcards):
 
 def get_rm_prepare_params(wildcards):
     return {**get_prepare_params(wildcards), "n_train": max(RM.sizes)}
+
+
+def get_rm_policy_code(wildcards):
+    return code_of("train.py", loss_entry(CFG.method(RM_POLICY).loss))
 
 
 def get_rm_policy_params(wildcards):

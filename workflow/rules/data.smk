@@ -6,6 +6,7 @@ rule demo_data:
     params:
         n_prompts=300,
         seed=0,
+        code=code_of("demo_data.py"),
     log:
         "logs/demo_data.log",
     script:
@@ -19,6 +20,7 @@ rule download:
         layout.raw("{dataset}"),
     params:
         dataset=get_download_params,
+        code=code_of("download.py"),
     log:
         "logs/download/{dataset}.log",
     script:
@@ -34,6 +36,7 @@ rule prepare:
         manifest=layout.manifest("{dataset}"),
     params:
         prepare=get_prepare_params,
+        code=code_of("prepare.py"),
     log:
         "logs/prepare/{dataset}.log",
     script:

@@ -6,6 +6,7 @@ rule init_model:
     params:
         model=section(CFG.model),
         seed=get_model_seed,
+        code=code_of("init_model.py"),
     log:
         model_log("init_model"),
     script:
@@ -25,6 +26,7 @@ rule sft:
         tokenize=section(CFG.tokenize),
         datasets=DATASETS,
         seed=get_model_seed,
+        code=code_of("sft.py"),
     threads: MODEL_THREADS
     resources:
         gpu=1,

@@ -32,6 +32,7 @@ rule tables:
         datasets=DATASETS,
         tables=TABLES,
         seed_scope=CFG.seed_scope,  # what a seed varies, in the spread table's caption
+        code=code_of("tables.py"),
     log:
         "logs/tables.log",
     script:
@@ -50,6 +51,7 @@ rule figures:
     params:
         methods=MAIN_METHODS,
         datasets=DATASETS,
+        code=code_of("figures.py"),
     log:
         "logs/figures.log",
     script:
@@ -74,6 +76,7 @@ rule paper_numbers:
         methods=MAIN_METHODS,
         trust_region_methods=TRUST_REGION_METHODS,
         datasets=DATASETS,
+        code=code_of("paper_numbers.py"),
     log:
         "logs/paper_numbers.log",
     script:

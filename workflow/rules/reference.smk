@@ -6,8 +6,8 @@ rule reference:
         layout.reference("{dataset}", "{part}", MODEL_SEED),
     params:
         tokenize=section(CFG.tokenize),
-        batch_size=CFG.evaluate.batch_size,
         autocast=CFG.train.autocast,  # the precision training runs at (p2o.model.logps)
+        code=code_of("reference.py"),
     threads: MODEL_THREADS
     resources:
         gpu=1,

@@ -22,6 +22,7 @@ rule rm_prepare:
         manifest=layout.rm_pool("{dataset}", "manifest.json"),
     params:
         prepare=get_rm_prepare_params,
+        code=code_of("prepare.py"),
     log:
         "logs/rm_experiment/{dataset}/prepare.log",
     script:
@@ -36,8 +37,8 @@ rule rm_reference:
         layout.rm_pool("{dataset}", "reference_train.pt"),
     params:
         tokenize=section(CFG.tokenize),
-        batch_size=CFG.evaluate.batch_size,
         autocast=CFG.train.autocast,  # the precision training runs at (p2o.model.logps)
+        code=code_of("reference.py"),
     threads: MODEL_THREADS
     resources:
         gpu=1,
@@ -54,6 +55,8 @@ rule rm_subset:
         split=layout.rm_subset("{dataset}", "{size}", "train.jsonl"),
         reference=layout.rm_subset("{dataset}", "{size}", "reference.pt"),
         manifest=layout.rm_subset("{dataset}", "{size}", "manifest.json"),
+    params:
+        code=code_of("rm_subset.py"),
     log:
         "logs/rm_experiment/{dataset}/subset_n{size}.log",
     script:
@@ -71,6 +74,7 @@ rule rm_train_reward_model:
     params:
         train=rm_optim(RM.lr or CFG.train.lr),
         tokenize=section(CFG.tokenize),
+        code=code_of("rm_train.py"),
     threads: MODEL_THREADS
     resources:
         gpu=1,
@@ -91,6 +95,7 @@ rule rm_train_policy:
         summary=layout.rm_run("{dataset}", "{size}", "{seed}", RM_POLICY).summary,
     params:
         get_rm_policy_params,
+        code=get_rm_policy_code,
     threads: MODEL_THREADS
     resources:
         gpu=1,
@@ -118,6 +123,7 @@ rule rm_evaluate:
         tokenize=section(CFG.tokenize),
         evaluate=section(CFG.evaluate),
         autocast=CFG.train.autocast,
+        code=code_of("rm_evaluate.py"),
     threads: MODEL_THREADS
     resources:
         gpu=1,
@@ -133,6 +139,8 @@ rule rm_aggregate:
     output:
         tidy=layout.aggregate("rm_experiment"),
         summary=layout.aggregate("rm_experiment_summary"),
+    params:
+        code=code_of("rm_aggregate.py"),
     log:
         "logs/rm_experiment/aggregate.log",
     script:
@@ -147,6 +155,7 @@ rule rm_figure:
     params:
         datasets=RM_DATASETS,
         models=RM_MODELS,
+        code=code_of("rm_figure.py"),
     log:
         "logs/rm_experiment/figure.log",
     script:
@@ -162,6 +171,7 @@ rule rm_table:
     params:
         datasets=RM_DATASETS,
         models=RM_MODELS,
+        code=code_of("rm_table.py"),
     log:
         "logs/rm_experiment/table.log",
     script:
@@ -178,6 +188,7 @@ rule rm_numbers:
         datasets=RM_DATASETS,
         models=RM_MODELS,
         epochs=RM.epochs,
+        code=code_of("rm_numbers.py"),
     log:
         "logs/rm_experiment/numbers.log",
     script:

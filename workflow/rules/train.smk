@@ -7,6 +7,7 @@ rule train:
         summary=layout.train("{method}", "{seed}").summary,
     params:
         get_train_params,
+        code=get_train_code,
     threads: MODEL_THREADS
     resources:
         gpu=1,

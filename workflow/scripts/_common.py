@@ -10,8 +10,15 @@ def log_to(snakemake):
     sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 
-def section(cls, value, key):
-    """A config dataclass from a rule's params (the schema was checked when the workflow was parsed)."""
+def section(cls, value, key, snakemake):
+    """A config dataclass from a rule's params (the schema was checked when the workflow was parsed).
+    The keys a rule leaves out of its params because they change how a job runs, not what it computes
+    (``cls.RUN_ONLY``: how often to log or checkpoint, inference batch sizes), come from the config
+    section ``key``."""
+    run_only = getattr(cls, "RUN_ONLY", ())
+    if run_only:
+        configured = getattr(config_from_dict(dict(snakemake.config)), key)
+        value = {**{k: getattr(configured, k) for k in run_only}, **value}
     return build(cls, value, key)
 
 

@@ -3,5 +3,5 @@ from p2o.stages import jobs
 from p2o.config import DatasetConfig
 
 log_to(snakemake)
-ds = section(DatasetConfig, {"format": "hh-rlhf", **snakemake.params.dataset}, "dataset")  # format: unused here
+ds = section(DatasetConfig, {"format": "hh-rlhf", **snakemake.params.dataset}, "dataset", snakemake)  # format: unused here
 jobs.download(ds, snakemake.output[0])

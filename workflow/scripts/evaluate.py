@@ -7,7 +7,7 @@ wc, inp, params = snakemake.wildcards, snakemake.input, snakemake.params
 targets = {name: jobs.EvalTarget(split, reference, out)
            for name, split, reference, out in zip(params.datasets, inp.splits, inp.references, snakemake.output,
                                                   strict=True)}
-jobs.evaluate(inp.policy, inp.model, targets, section(TokenizeConfig, params.tokenize, "tokenize"),
-              section(EvalConfig, params.evaluate, "evaluate"), device(),
+jobs.evaluate(inp.policy, inp.model, targets, section(TokenizeConfig, params.tokenize, "tokenize", snakemake),
+              section(EvalConfig, params.evaluate, "evaluate", snakemake), device(),
               run={"method": wc.method, "seed": int(wc.seed)}, config=resolved_config(snakemake),
               autocast=params.autocast)

@@ -5,8 +5,8 @@ from p2o.config.sections import REWARD_MODEL
 
 log_to(snakemake)
 inp, out, p, dataset = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards.dataset
-tokenize = section(TokenizeConfig, p.tokenize, "tokenize")
-evaluate = section(EvalConfig, p.evaluate, "evaluate")
+tokenize = section(TokenizeConfig, p.tokenize, "tokenize", snakemake)
+evaluate = section(EvalConfig, p.evaluate, "evaluate", snakemake)
 config, dev = resolved_config(snakemake), device()
 for (size, seed), rm_dir, policy_dir, rm_out, policy_out in zip(p.cells, inp.reward_models, inp.policies,
                                                                   out.reward_models, out.policies):

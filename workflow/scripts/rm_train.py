@@ -6,7 +6,7 @@ from p2o.config import OptimConfig, TokenizeConfig
 
 log_to(snakemake)
 wc, p = snakemake.wildcards, snakemake.params
-optim, tokenize = section(OptimConfig, p.train, "train"), section(TokenizeConfig, p.tokenize, "tokenize")
+optim, tokenize = section(OptimConfig, p.train, "train", snakemake), section(TokenizeConfig, p.tokenize, "tokenize", snakemake)
 reward_jobs.train_reward_model(snakemake.input.model, {wc.dataset: snakemake.input.split}, optim, tokenize,
                                int(wc.seed), Path(snakemake.output.model).parent, device(),
                                config=resolved_config(snakemake))

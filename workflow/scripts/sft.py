@@ -7,5 +7,5 @@ from p2o.config import OptimConfig, TokenizeConfig
 log_to(snakemake)
 p = snakemake.params
 jobs.sft(snakemake.input.base, dict(zip(p.datasets, snakemake.input.splits)),
-         section(TokenizeConfig, p.tokenize, "tokenize"), section(OptimConfig, p.sft, "sft"), p.seed,
+         section(TokenizeConfig, p.tokenize, "tokenize", snakemake), section(OptimConfig, p.sft, "sft", snakemake), p.seed,
          Path(snakemake.output.model).parent, device(), config=resolved_config(snakemake))

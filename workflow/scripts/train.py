@@ -11,7 +11,7 @@ names = p["datasets"]
 eval_splits = dict(zip(names, zip(inp.eval_splits, inp.eval_references))) if "evaluate" in p else None
 jobs.train(
     inp.model, dict(zip(names, inp.splits)), dict(zip(names, inp.references)), MethodSpec(**p["method"]),
-    section(OptimConfig, p["train"], "train"), section(TokenizeConfig, p["tokenize"], "tokenize"),
+    section(OptimConfig, p["train"], "train", snakemake), section(TokenizeConfig, p["tokenize"], "tokenize", snakemake),
     int(snakemake.wildcards.seed), Path(snakemake.output.model).parent, device(), eval_splits,
-    section(EvalConfig, p["evaluate"], "evaluate") if "evaluate" in p else None, config=resolved_config(snakemake),
+    section(EvalConfig, p["evaluate"], "evaluate", snakemake) if "evaluate" in p else None, config=resolved_config(snakemake),
 )

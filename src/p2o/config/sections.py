@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from p2o.config.fields import REQUIRED, ConfigError, section, setting
 from p2o.config.methods import MethodSpec, default_method, is_registered_loss, method_spec
@@ -112,6 +112,10 @@ class TokenizeConfig:
 class OptimConfig:
     """Optimiser and schedule shared by SFT and preference training."""
 
+    # how often a run writes, not what it computes: left out of the workflow's rerun triggers and of
+    # the run fingerprint a checkpoint must match
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("log_every", "checkpoint_every")
+
     lr: float = setting(2e-5, "AdamW peak learning rate (paper: 2e-5)", required=True, exclusiveMinimum=0)
     batch_size: int = setting(8, "pairs per batch; a batch never mixes datasets (paper: 8)", required=True,
                               minimum=1)
@@ -138,6 +142,9 @@ class OptimConfig:
 @dataclass
 class EvalConfig:
     """Held-out evaluation."""
+
+    # how many pairs a forward takes: results agree to float rounding, so no rerun trigger
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("batch_size",)
 
     beta: float = setting(0.5, "β of the implicit reward in every method's held-out margins, so that they compare "
                                "(accuracy does not depend on it)", exclusiveMinimum=0)

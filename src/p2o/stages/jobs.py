@@ -27,6 +27,7 @@ from pathlib import Path
 from p2o.config import DatasetConfig, EvalConfig, ModelConfig, OptimConfig, TokenizeConfig
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
 from p2o.config.methods import MethodSpec
+from p2o.job_code import entry_of
 from p2o.provenance import provenance
 from p2o.training.fingerprint import Fingerprint, input_digests
 
@@ -103,7 +104,8 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
 
     out_dir = Path(out_dir)
     run = Fingerprint({"tokenize": asdict(tokenize)}, input_digests(
-        {"base_model": base_dir, **{f"split/{name}": path for name, path in train_splits.items()}}))
+        {"base_model": base_dir, **{f"split/{name}": path for name, path in train_splits.items()}})
+    ).extend(code=[entry_of(sft)])
     tokenizer, model = load_tokenizer(base_dir), load_model(base_dir, device)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     start = time.time()
@@ -171,7 +173,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
         params.update(evaluate=asdict(evaluate or EvalConfig()), eval_datasets=list(eval_splits))
         for name, (split_path, ref_path) in eval_splits.items():
             inputs.update({f"eval_split/{name}": split_path, f"eval_reference/{name}": ref_path})
-    run = Fingerprint(params, input_digests(inputs)).extend(modules=["p2o.model.evaluate"] if evaluating else [])
+    run = Fingerprint(params, input_digests(inputs)).extend(code=[entry_of(train)])
     # the frozen SFT model, loaded once: the exact held-out KL needs its distribution, and so does TDPO's step
     in_step_reference = needs_reference_model(method_inputs(method))
     reference_model = load_model(model_dir, device) if evaluating or in_step_reference else None

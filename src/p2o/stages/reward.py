@@ -18,6 +18,7 @@ from pathlib import Path
 from p2o.config import OptimConfig, TokenizeConfig
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
 from p2o.stages.jobs import PathLike, load_split, manifest_sha256, pad_id_of
+from p2o.job_code import entry_of
 from p2o.provenance import provenance
 from p2o.training.fingerprint import Fingerprint, input_digests
 
@@ -71,7 +72,8 @@ def train_reward_model(model_dir: PathLike, train_splits: Mapping[str, PathLike]
     model = reward.RewardModel.from_causal_lm(model_dir, seed, device)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     run = Fingerprint({"tokenize": asdict(tokenize)}, input_digests(
-        {"sft_model": model_dir, **{f"split/{name}": path for name, path in train_splits.items()}}))
+        {"sft_model": model_dir, **{f"split/{name}": path for name, path in train_splits.items()}})
+    ).extend(code=[entry_of(train_reward_model)])
     start = time.time()
     with JsonlLog(out_dir / "log.jsonl") as log:
         result = reward.train_reward_model(model, splits, optim, seed, pad_id_of(tokenizer), log, device,

@@ -6,8 +6,8 @@ A run is fixed by three things, each hashed on its own so that a mismatch can sa
              dataset order, total steps), as canonical JSON
     inputs   the sha256 of every file it reads (the starting model's folder, the splits, the
              reference log-probs), streamed in chunks once at job start
-    code     the sha256 of the source of the p2o modules it runs (loop, trainer, the loss's module,
-             log-probs, tokenisation)
+    code     the digest of the source it runs: each function or module of p2o it reaches
+             (``p2o.job_code``: the stage, the trainer, the loop, the method's loss and what they use)
 
 The fingerprint is the sha256 of the three digests. ``p2o.training.loop.Checkpoint`` resumes only a
 checkpoint with the same fingerprint; the job's summary records it.
@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from p2o.job_code import code_digests
 
 CHUNK = 1 << 20
 
@@ -53,31 +54,6 @@ def input_digests(inputs: Mapping[str, str | Path]) -> dict[str, str]:
     return out
 
 
-def code_digests(modules: Iterable[str]) -> dict[str, str]:
-    """module -> sha256 of its source file (``"unknown"`` for a module without one)."""
-    out = {}
-    for name in dict.fromkeys(modules):
-        module = sys.modules.get(name)
-        if module is None:
-            __import__(name)
-            module = sys.modules[name]
-        source = getattr(module, "__file__", None)
-        out[name] = file_sha256(source) if source and Path(source).is_file() else "unknown"
-    return out
-
-
-def with_imports(name: str) -> list[str]:
-    """Module ``name`` and the p2o modules it imports from by name (one level: a loss's module and its
-    helpers, e.g. ``p2o.losses.trust_region`` and the ``p2o.losses.kto`` terms it reuses)."""
-    __import__(name)
-    found = [name]
-    for value in vars(sys.modules[name]).values():
-        origin = value.__name__ if isinstance(value, type(sys)) else getattr(value, "__module__", None)
-        if isinstance(origin, str) and origin.startswith("p2o.") and origin in sys.modules:
-            found.append(origin)
-    return list(dict.fromkeys(found))
-
-
 def flatten(params: Mapping, prefix: str = "") -> dict:
     """Nested dicts as one level of dotted keys: ``{"train": {"lr": 1}} -> {"train.lr": 1}``."""
     out = {}
@@ -92,18 +68,19 @@ def flatten(params: Mapping, prefix: str = "") -> dict:
 @dataclass(frozen=True)
 class Fingerprint:
     """A run's parameters, input digests and code digests. Callers add what they know with
-    ``extend``: the job its config sections and input files, the trainer its method and modules,
-    the loop its optimizer section, seed and step count."""
+    ``extend``: the job its config sections, input files and its own code, the trainer its method and
+    its loss, the loop its optimizer section, seed and step count."""
 
     params: Mapping = field(default_factory=dict)
     inputs: Mapping[str, str] = field(default_factory=dict)
     code: Mapping[str, str] = field(default_factory=dict)
 
     def extend(self, params: Mapping | None = None, inputs: Mapping[str, str] | None = None,
-               modules: Iterable[str] = ()) -> Fingerprint:
-        """This fingerprint with more parameters, input digests and modules (hashed here)."""
+               code: Iterable[str] = ()) -> Fingerprint:
+        """This fingerprint with more parameters, input digests and code: ``p2o.job_code`` entries
+        (``"p2o.training.loop:train_loop"``), digested here with everything they reach."""
         return Fingerprint({**self.params, **(params or {})}, {**self.inputs, **(inputs or {})},
-                           {**self.code, **code_digests(m for m in modules if m not in self.code)})
+                           {**self.code, **code_digests(code)})
 
     def parts(self) -> dict[str, str]:
         return {"params": sha256_json(self.params), "inputs": sha256_json(self.inputs),

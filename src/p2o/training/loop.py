@@ -28,13 +28,11 @@ from tqdm.auto import tqdm
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_path
+from p2o.job_code import entry_of
 from p2o.model.logps import precision
 from p2o.model.tokenize import TokenizedSplit
 from p2o.training.fingerprint import Fingerprint
 from p2o.training.schedule import epoch_batches, get_lr, n_batches
-
-# the modules every trainer runs, whose source is part of a run's fingerprint
-LOOP_MODULES = (__name__, "p2o.training.schedule", "p2o.model.logps", "p2o.model.tokenize")
 
 
 def autocast(cfg: OptimConfig, device: str):
@@ -222,10 +220,10 @@ def train_loop(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: 
     record and the run's ``fingerprint`` (its digests, for the summary).
     """
     total = cfg.epochs * n_batches(splits, cfg.batch_size) * steps_per_batch
-    # checkpoint_every changes nothing the run computes: a rerun may checkpoint more or less often
-    optim = {k: v for k, v in asdict(cfg).items() if k != "checkpoint_every"}
+    # how often the run logs and checkpoints changes nothing it computes: a rerun may do either more or less often
+    optim = {k: v for k, v in asdict(cfg).items() if k not in cfg.RUN_ONLY}
     run = run.extend({section: optim, "seed": seed, "datasets": [s.dataset for s in splits],
-                      "steps_per_batch": steps_per_batch, "total_steps": total}, modules=LOOP_MODULES)
+                      "steps_per_batch": steps_per_batch, "total_steps": total}, code=[entry_of(train_loop)])
     opt, steps = Optimizer(model, cfg, total, section), StepLog(log, total, desc, cfg.log_every)
     ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log, run)
     done = ckpt.restore()

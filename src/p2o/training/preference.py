@@ -19,10 +19,11 @@ import torch
 from p2o.config import OptimConfig
 from p2o.config.methods import MethodSpec
 from p2o.io import JsonlLog
+from p2o.job_code import entry_of
 from p2o.losses import get_loss
 from p2o.model.reference import ReferenceLogps
 from p2o.model.tokenize import TokenizedSplit, collate_pairs
-from p2o.training.fingerprint import Fingerprint, with_imports
+from p2o.training.fingerprint import Fingerprint
 from p2o.training.inputs import StepContext, needs_reference_model, step_inputs
 from p2o.training.loop import StepOutput, autocast, train_loop
 
@@ -98,8 +99,7 @@ def train_preference(
             model.train(cfg.dropout)
 
     run = (run or Fingerprint()).extend({"job": "train", "method": asdict(method)},
-                                        modules=[__name__, *with_imports("p2o.training.inputs"),
-                                                 *with_imports(loss_fn.__module__)])
+                                        code=[entry_of(train_preference), entry_of(loss_fn)])
     return train_loop(model, splits, cfg, seed, batch_steps, run=run,
                       desc=f"train {method.name}", steps_per_batch=method.inner_steps, log=log,
                       checkpoint=checkpoint, evaluate=evaluate)

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog, atomic_dir, read_json, write_json
+from p2o.job_code import entry_of
 from p2o.model.evaluate import pair_accuracy as held_out_accuracy, tie_rate
 from p2o.model.tokenize import SequenceBatch, TokenizedSplit, batch_indices, collate_pairs
 from p2o.training.fingerprint import Fingerprint
@@ -138,7 +139,7 @@ def train_reward_model(model: RewardModel, splits: Sequence[TokenizedSplit], cfg
         yield StepOutput(loss, sum(split.n_tokens(i) for i in index), metrics)
 
     return train_loop(model, splits, cfg, seed, batch_steps, desc="reward model",
-                      run=(run or Fingerprint()).extend({"job": "reward_model"}, modules=[__name__]),
+                      run=(run or Fingerprint()).extend({"job": "reward_model"}, code=[entry_of(train_reward_model)]),
                       log=log, checkpoint=checkpoint)
 
 

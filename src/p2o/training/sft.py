@@ -9,6 +9,7 @@ import torch
 
 from p2o.config import OptimConfig
 from p2o.io import JsonlLog
+from p2o.job_code import entry_of
 from p2o.model.logps import sequence_logps
 from p2o.model.tokenize import TokenizedSplit, pad_sequences
 from p2o.training.fingerprint import Fingerprint
@@ -32,6 +33,6 @@ def sft(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, pa
             sums, counts = sequence_logps(model, batch)
         yield StepOutput(-sums.sum() / counts.sum(), batch.n_tokens)
 
-    run = (run or Fingerprint()).extend({"job": "sft"}, modules=[__name__])
+    run = (run or Fingerprint()).extend({"job": "sft"}, code=[entry_of(sft)])
     return train_loop(model, splits, cfg, seed, batch_steps, run=run, desc="sft", section="sft", log=log,
                       checkpoint=checkpoint)
