@@ -154,6 +154,10 @@ def test_reduced_demo_end_to_end_and_partial_rerun(reduced_demo, tmp_path):
 
     # nothing changed: nothing to do
     assert planned_jobs(snakemake(wd, "-n", *demo).stdout) == []
+    # how often to log or checkpoint, and inference batch sizes, change no result: nothing to do either
+    pacing = write(tmp_path / "pacing.yaml", {"train": {"log_every": 3, "checkpoint_every": 5},
+                                              "sft": {"log_every": 2}, "evaluate": {"batch_size": 4}})
+    assert planned_jobs(snakemake(wd, "-n", *demo, pacing).stdout) == []
 
 
 @contextlib.contextmanager
