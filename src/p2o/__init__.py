@@ -7,13 +7,15 @@ below), so parsing a config never imports torch:
     p2o.config    typed configuration: YAML files -> ``Config``, every key checked and named in errors
     p2o.data      raw hub rows -> a table of pairs, deterministic train/eval splits, offline demo data
     p2o.model     causal LMs and tokenizers, token batches, per-sequence log-probs, reference
-                  log-probs once per split, held-out evaluation (accuracy, margins, exact KL)
+                  log-probs once per split, held-out evaluation (accuracy, margins, exact KL),
+                  seeded batched sampling and the gold judges of generated text
     p2o.losses    the offline preference losses as pure functions of per-sequence log-prob tensors,
                   found by name, each declaring its hyper-parameters and the inputs it reads
     p2o.training  one training loop for SFT, preference training and the reward model; the inputs a
                   loss declares, computed per step; compute spent
     p2o.stages    one function per workflow stage, with explicit inputs and outputs
-    p2o.report    aggregate tables, significance, LaTeX tables, figures and the paper's numbers
+    p2o.report    aggregate tables, significance, win rates and Monte-Carlo KL of samples, LaTeX
+                  tables, figures and the paper's numbers
     p2o.docs      ``python -m p2o.docs``: the config schema, the loss catalogue and the docs' tables,
                   generated from the declarations of every layer
 
