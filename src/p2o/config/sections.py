@@ -129,14 +129,14 @@ class OptimConfig:
     autocast: str = setting("none", "none (fp32) or bf16 (GPU; emulated and about 10x slower on CPU); the LM "
                             "head and log-probs stay fp32, and reference and evaluation run at train.autocast",
                             choices=("none", "bf16"))
-    log_every: int = setting(1, "optimizer steps between JSONL records", minimum=1)
+    log_every: int = setting(1, "optimizer steps between JSONL records (changing it reruns nothing)", minimum=1)
     eval_every: int = setting(0, "optimizer steps between held-out evaluations during training (0: only at the "
                                  "end)", minimum=0)
     max_nonfinite_frac: float = setting(0.01, "a step with a NaN/Inf loss or gradient is skipped and counted; the "
                                               "job stops once more than this fraction of the planned steps were "
                                               "skipped", minimum=0, exclusiveMaximum=1)
     checkpoint_every: int = setting(0, "optimizer steps between resumable checkpoints, at batch ends (newest only, "
-                                       "removed when the job ends; 0: none)", minimum=0)
+                                       "removed when the job ends; 0: none; changing it reruns nothing)", minimum=0)
 
 
 @dataclass
@@ -148,7 +148,7 @@ class EvalConfig:
 
     beta: float = setting(0.5, "β of the implicit reward in every method's held-out margins, so that they compare "
                                "(accuracy does not depend on it)", exclusiveMinimum=0)
-    batch_size: int = setting(16, "pairs per evaluation batch", minimum=1)
+    batch_size: int = setting(16, "pairs per evaluation and reference batch (changing it reruns nothing)", minimum=1)
 
 
 @dataclass
