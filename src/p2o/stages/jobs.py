@@ -138,10 +138,10 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     with JsonlLog(out_dir / "log.jsonl") as log:
         result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device,
                          checkpoint=out_dir / "checkpoint.pt", run=run)
-    save_model(model, tokenizer, out_dir / "model")
+    save_model(model, tokenizer, out_dir / "model", model_source(base_dir))
     summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result,
                "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()},
-               "provenance": provenance(device, config)}
+               "sources": sources(base_dir, train_splits), "provenance": provenance(device, config)}
     write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -177,7 +177,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     The method's peak learning rate is ``optim.lr × method.lr_scale``.
     """
     from p2o.model.evaluate import evaluate_split
-    from p2o.model.loading import load_model, load_tokenizer, save_model
+    from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
     from p2o.model.logps import precision
     from p2o.model.reference import ReferenceLogps
     from p2o.training.compute import compute_record, training_compute
@@ -222,13 +222,13 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
         result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator,
                                   checkpoint=out_dir / "checkpoint.pt", reference_model=reference_model, run=run)
     fingerprint = result.pop("fingerprint")
-    save_model(policy, tokenizer, out_dir / "model")
+    save_model(policy, tokenizer, out_dir / "model", model_source(model_dir))
     summary = {
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
         "lr_scale": method.lr_scale, "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
         "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()}, "final": result,
         "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method), policy),
-        "fingerprint": fingerprint, "provenance": provenance(device, config),
+        "fingerprint": fingerprint, "sources": sources(model_dir, train_splits), "provenance": provenance(device, config),
     }
     write_json(out_dir / "summary.json", summary)
     return summary
