@@ -17,8 +17,8 @@ HAS_LATEX = shutil.which("latexmk") is not None and shutil.which("pdflatex") is 
 
 
 def checkout(tmp_path: Path) -> Path:
-    """A copy of what the workflow reads (workflow/, config/, paper/) to run it in isolation."""
-    for name in ("workflow", "config", "paper"):
+    """A copy of what the workflow reads (workflow/, config/, paper/, requirements/) to run it in isolation."""
+    for name in ("workflow", "config", "paper", "requirements"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
