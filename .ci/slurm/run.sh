@@ -20,7 +20,7 @@ t_setup=$(( $(now) - t ))
 
 # two identical directories holding what the workflow reads, as tests/workflow/test_workflow.py runs it
 rm -rf "$WORK/local" "$WORK/slurm" && mkdir -p "$WORK/local"
-cp -r workflow config paper .ci/slurm/reduced.yaml "$WORK/local"/
+cp -r workflow config paper requirements .ci/slurm/reduced.yaml "$WORK/local"/
 find "$WORK/local" -name __pycache__ -prune -exec rm -rf {} +
 cp -r "$WORK/local" "$WORK/slurm"
 fail() {  # fail NAME DIR: the run's log, its Slurm job logs, the daemons' logs

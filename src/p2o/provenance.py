@@ -1,8 +1,14 @@
 """What produced a result: the config and its hash, package versions, the git commit of the
-code, the device.
+code, the device; and where the data and the model came from.
 
 Every SFT and training summary and every evaluation record carries ``provenance()`` next to its
 seed and the sha256 of the data splits it read; the paper's setup table is built from these.
+
+A *source record* pins an input that came from outside the workflow: ``{"kind": "hub", "source":
+<hub id>, "revision": <as configured, or null>, "commit": <the resolved commit sha>}`` for the
+Hugging Face hub, ``{"kind": "local", "source": <path>, "sha256": <digest>}`` for local files (the
+file's sha256, or for a folder ``tree_sha256`` of its files), ``{"kind": "tiny", ...}`` for the
+model built from the config. ``source_label`` says it in a few words for tables.
 """
 
 from __future__ import annotations
@@ -58,6 +64,39 @@ def cpu_name() -> str | None:
 def config_sha256(config: Mapping) -> str:
     """sha256 of the config's canonical JSON (keys sorted): equal configs, equal hashes."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (what ``sha256sum`` prints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_sha256(files: Mapping[str, str | Path]) -> str:
+    """One sha256 over several files: of the lines ``<sha256>  <name>`` (``sha256sum``'s format),
+    sorted by name, so that renaming, adding or changing any file changes it."""
+    lines = sorted(f"{file_sha256(path)}  {name}\n" for name, path in files.items())
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def source_label(record: Mapping | None, short: int | None = None) -> str | None:
+    """A source record (module docstring) in a few words: ``Anthropic/hh-rlhf@<commit>``,
+    ``local sha256 <digest>`` or ``tiny (random init)``; commits and digests cut to ``short``
+    characters when given. None for no record."""
+    if not record:
+        return None
+    cut = (lambda h: h[:short]) if short else (lambda h: h)
+    kind = record.get("kind")
+    if kind == "hub":
+        return f"{record['source']}@{cut(record['commit'])}"
+    if kind == "local":
+        return f"local sha256 {cut(record['sha256'])}"
+    if kind == "tiny":
+        return "tiny (random init)"
+    return str(record.get("source"))
 
 
 def provenance(device: str, config: Mapping | None = None) -> dict:

@@ -210,7 +210,7 @@ def test_prepare_dataset_on_demo(demo, tmp_path, capsys):
     assert read_json(out / "manifest.json") == manifest
     assert list(manifest) == [
         "dataset", "format", "source", "split", "data_dir", "revision", "min_score_ratio",
-        "max_pairs_per_prompt", "split_salt", "rows", "pairs", "dropped", "splits",
+        "max_pairs_per_prompt", "split_salt", "rows", "pairs", "dropped", "splits", "resolved",
     ]  # fmt: skip
     assert (
         manifest["dataset"] == "shp"

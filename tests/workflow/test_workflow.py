@@ -19,9 +19,9 @@ HAS_LATEX = shutil.which("latexmk") is not None and shutil.which("pdflatex") is 
 
 
 def checkout(tmp_path: Path, library: bool = False) -> Path:
-    """A copy of what the workflow reads (workflow/, config/, paper/) to run it in isolation; with
-    ``library``, also of src/, which the workflow then imports p2o from (to edit it)."""
-    for name in ("workflow", "config", "paper") + (("src",) if library else ()):
+    """A copy of what the workflow reads (workflow/, config/, paper/, requirements/) to run it in
+    isolation; with ``library``, also of src/, which the workflow then imports p2o from (to edit it)."""
+    for name in ("workflow", "config", "paper", "requirements") + (("src",) if library else ()):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return tmp_path
 

@@ -17,7 +17,8 @@ rule download:
     input:
         get_raw_source,
     output:
-        layout.raw("{dataset}"),
+        raw=layout.raw("{dataset}"),
+        source=layout.raw_source("{dataset}"),  # the hub commit read, or the local file's sha256
     params:
         dataset=get_download_params,
         code=code_of("download.py"),
@@ -29,7 +30,8 @@ rule download:
 
 rule prepare:
     input:
-        layout.raw("{dataset}"),
+        raw=layout.raw("{dataset}"),
+        source=layout.raw_source("{dataset}"),
     output:
         train=layout.split("{dataset}", "train"),
         eval=layout.split("{dataset}", "eval"),

@@ -58,6 +58,9 @@ rule figures:
         "../scripts/figures.py"
 
 
+LOCK_FILE = "requirements/lock.txt"  # written by python3 .ci/lock.py (README, Quickstart)
+
+
 rule paper_numbers:
     input:
         summary=layout.aggregate("summary"),
@@ -66,6 +69,7 @@ rule paper_numbers:
         trust_region=layout.aggregate("trust_region_summary"),
         manifests=[layout.manifest(d) for d in DATASETS],
         train_summary=[layout.train(METHODS[0], SEEDS[0]).summary],
+        lock=LOCK_FILE,  # the environment's pins; the setup table prints its sha256
     output:
         numbers=layout.generated("numbers.tex"),
         setup=layout.generated("setup.tex"),

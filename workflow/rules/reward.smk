@@ -15,7 +15,8 @@ wildcard_constraints:
 
 rule rm_prepare:
     input:
-        layout.raw("{dataset}"),
+        raw=layout.raw("{dataset}"),
+        source=layout.raw_source("{dataset}"),
     output:
         train=layout.rm_pool("{dataset}", "train.jsonl"),
         eval=layout.rm_pool("{dataset}", "eval.jsonl"),

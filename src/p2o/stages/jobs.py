@@ -4,7 +4,8 @@ The ``p2o`` CLI and the Snakemake rules' scripts are thin layers over these: the
 paths. Each job takes the config *sections* it depends on (not the whole config), so that a
 workflow rule's ``params`` can list exactly what its job reads.
 
-    download       dataset section (hub id or local file) -> its raw rows as one local JSONL file
+    download       dataset section (hub id or local file) -> its raw rows as one local JSONL file, and
+                   its source record (the hub commit read, or the local file's sha256)
     init_model     model section + train splits           -> base model folder
     sft            base model + train splits              -> SFT (reference) model folder, log
     reference      SFT model + one split                  -> reference log-probs file
@@ -28,7 +29,7 @@ from p2o.config import DatasetConfig, EvalConfig, ModelConfig, OptimConfig, Toke
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
 from p2o.config.methods import MethodSpec
 from p2o.job_code import entry_of
-from p2o.provenance import provenance
+from p2o.provenance import provenance, source_label
 from p2o.training.fingerprint import Fingerprint, input_digests
 
 PathLike = str | Path
@@ -58,24 +59,51 @@ def manifest_sha256(split_path: PathLike) -> str | None:
     return read_json(manifest)["splits"][Path(split_path).stem]["sha256"]
 
 
-def download(ds: DatasetConfig, out_path: PathLike) -> int:
-    """The raw rows of a dataset, unchanged and in source order, as one local JSONL file.
+def download(ds: DatasetConfig, out_path: PathLike, source_path: PathLike | None = None,
+             key: str = "data.datasets.<name>") -> int:
+    """The raw rows of a dataset, unchanged and in source order, as one local JSONL file; and, at
+    ``source_path`` (default: ``out_path`` with ``.source.json`` for ``.jsonl``), the source record
+    (``p2o.data.sources.resolve_source``): a hub source's resolved commit, which is what is read, or a
+    local source's sha256. ``key`` is the dataset's config key, named in errors.
 
     The only job that may touch the network (for a hub source); everything after it reads the copy.
     """
     from p2o.data import read_raw_rows
+    from p2o.data.sources import resolve_source
 
+    source = resolve_source(ds, key)
+    pinned = replace(ds, revision=source["commit"]) if source["kind"] == "hub" else ds
     n = 0
 
     def rows():
         nonlocal n
-        for _, _, row in read_raw_rows(ds):
+        for _, _, row in read_raw_rows(pinned):
             n += 1
             yield row
 
     write_jsonl(out_path, rows())
-    print(f"{ds.source}: {n} raw rows -> {out_path}", file=sys.stderr)
+    write_json(source_path or raw_source_path(out_path), source)
+    print(f"{ds.source}: {n} raw rows -> {out_path} ({source_label(source)})", file=sys.stderr)
     return n
+
+
+def raw_source_path(raw_path: PathLike) -> Path:
+    """Where ``download`` records the source of the raw file ``raw_path``: ``{dataset}.source.json``."""
+    raw_path = Path(raw_path)
+    return raw_path.with_name(raw_path.name.removesuffix(".jsonl") + ".source.json")
+
+
+def manifest_source(split_path: PathLike) -> dict | None:
+    """The data source record of a prepared split, from the manifest beside it."""
+    manifest = Path(split_path).parent / "manifest.json"
+    return read_json(manifest).get("resolved") if manifest.exists() else None
+
+
+def sources(model_dir: PathLike, splits: Mapping[str, PathLike]) -> dict:
+    """Where a run's inputs came from: the source record of its starting model and of each dataset."""
+    from p2o.model.loading import model_source
+
+    return {"model": model_source(model_dir), "data": {name: manifest_source(path) for name, path in splits.items()}}
 
 
 def init_model(model: ModelConfig, train_splits: Mapping[str, PathLike], out_dir: PathLike, seed: int = 0) -> Path:
@@ -99,7 +127,7 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     ``config`` (the whole resolved config) is recorded in the summary's provenance, never read.
     The run's fingerprint (``p2o.training.fingerprint``) covers ``tokenize``, ``optim``, ``seed`` and
     the bytes of the base model and the splits; the summary records it."""
-    from p2o.model.loading import load_model, load_tokenizer, save_model
+    from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
     from p2o.training.sft import sft as run_sft
 
     out_dir = Path(out_dir)
@@ -112,10 +140,10 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     with JsonlLog(out_dir / "log.jsonl") as log:
         result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device,
                          checkpoint=out_dir / "checkpoint.pt", run=run)
-    save_model(model, tokenizer, out_dir / "model")
+    save_model(model, tokenizer, out_dir / "model", model_source(base_dir))
     summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result,
                "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()},
-               "provenance": provenance(device, config)}
+               "sources": sources(base_dir, train_splits), "provenance": provenance(device, config)}
     write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -151,7 +179,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     The method's peak learning rate is ``optim.lr × method.lr_scale``.
     """
     from p2o.model.evaluate import evaluate_split
-    from p2o.model.loading import load_model, load_tokenizer, save_model
+    from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
     from p2o.model.logps import precision
     from p2o.model.reference import ReferenceLogps
     from p2o.training.compute import compute_record, training_compute
@@ -196,13 +224,13 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
         result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator,
                                   checkpoint=out_dir / "checkpoint.pt", reference_model=reference_model, run=run)
     fingerprint = result.pop("fingerprint")
-    save_model(policy, tokenizer, out_dir / "model")
+    save_model(policy, tokenizer, out_dir / "model", model_source(model_dir))
     summary = {
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
         "lr_scale": method.lr_scale, "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
         "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()}, "final": result,
         "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method), policy),
-        "fingerprint": fingerprint, "provenance": provenance(device, config),
+        "fingerprint": fingerprint, "sources": sources(model_dir, train_splits), "provenance": provenance(device, config),
     }
     write_json(out_dir / "summary.json", summary)
     return summary

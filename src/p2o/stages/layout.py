@@ -3,7 +3,7 @@
 One place names the paths, for the workflow's rules (root ``results``) and for the ``p2o`` command
 line (root ``--workdir``, default ``runs``)::
 
-    raw/{dataset}.jsonl                              download
+    raw/{dataset}.jsonl, {dataset}.source.json       download: the rows and their source record
     data/{dataset}/{train,eval}.jsonl, manifest.json  prepare
     base/                                            init_model
     sft/{model/, log.jsonl, summary.json}            sft: the reference model
@@ -69,6 +69,10 @@ class Layout:
 
     def raw(self, dataset: str) -> str:
         return self.path("raw", f"{dataset}.jsonl")
+
+    def raw_source(self, dataset: str) -> str:
+        """The source record ``download`` writes beside the raw file (``p2o.stages.jobs.raw_source_path``)."""
+        return self.path("raw", f"{dataset}.source.json")
 
     def data(self, dataset: str) -> str:
         """The folder ``p2o.data.prepare_dataset`` writes: the splits and the manifest."""
