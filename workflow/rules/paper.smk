@@ -97,7 +97,9 @@ rule paper:
     log:
         "logs/paper.log",
     shell:
-        # built in .latex/ and moved into place: a killed build never leaves a main.pdf behind
-        f"(cp {{input.tex}} {{input.bib}} {layout.paper}/ && cd {layout.paper} && "
+        # built in .latex/ and moved into place: a killed build never leaves a main.pdf behind;
+        # .latex/ is emptied first: a build killed while pdflatex rewrote main.aux leaves it cut off,
+        # and every later build read it and failed
+        f"(cp {{input.tex}} {{input.bib}} {layout.paper}/ && cd {layout.paper} && rm -rf .latex && "
         "latexmk -pdf -interaction=nonstopmode -halt-on-error -outdir=.latex main.tex && "
         "mv .latex/main.pdf main.pdf) > {log} 2>&1"
