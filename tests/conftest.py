@@ -32,6 +32,17 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(p2o.__file__).
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+WORKFLOW_READS = ("workflow", "config", "paper", "requirements")  # what a run reads besides the library
+
+
+def workflow_checkout(dest: Path, library: bool = False) -> Path:
+    """A copy of what the workflow reads, to run it in isolation; with ``library``, also of src/, which
+    the workflow then imports p2o from when src/ is put first on PYTHONPATH (to edit it)."""
+    import shutil
+
+    for name in WORKFLOW_READS + (("src",) if library else ()):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return dest
 
 
 @pytest.fixture(scope="session")

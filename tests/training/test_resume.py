@@ -13,7 +13,7 @@ import time
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import workflow_checkout
 from safetensors.torch import load_file
 
 from p2o.cli import main
@@ -116,10 +116,7 @@ def test_snakemake_job_killed_then_rerun_resumes_to_the_same_result(tmp_path):
     """SIGKILL the whole Snakemake process group mid-training; ``--unlock`` and
     ``--rerun-incomplete`` then resume the train job from its checkpoint, and it ends with the
     weights, log and final metrics of an uninterrupted run."""
-    repo = REPO
-    base = tmp_path / "base"
-    for name in ("workflow", "config", "paper"):
-        shutil.copytree(repo / name, base / name, ignore=shutil.ignore_patterns("__pycache__"))
+    base = workflow_checkout(tmp_path / "base")
     (base / "killable.yaml").write_text(yaml.safe_dump(KILLABLE))
     refs = [f"results/reference/{d}_{p}.pt" for d in ("hh", "shp", "uf") for p in ("train", "eval")]
     subprocess.run(snakemake_cmd(*refs), cwd=base, check=True, capture_output=True)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, workflow_checkout
 
 SEED = int(os.environ.get("P2O_SOAK_SEED", "0"))
 JOB_KILLS = int(os.environ.get("P2O_SOAK_KILLS", "5"))
@@ -58,8 +58,7 @@ def compare_results():
 
 
 def checkout(path: Path) -> Path:
-    for name in ("workflow", "config", "paper"):
-        shutil.copytree(REPO / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    workflow_checkout(path)
     shutil.copy(REPO / ".ci" / "slurm" / "reduced.yaml", path / "reduced.yaml")
     return path
 

@@ -12,18 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, workflow_checkout
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 HAS_LATEX = shutil.which("latexmk") is not None and shutil.which("pdflatex") is not None
-
-
-def checkout(tmp_path: Path, library: bool = False) -> Path:
-    """A copy of what the workflow reads (workflow/, config/, paper/, requirements/) to run it in
-    isolation; with ``library``, also of src/, which the workflow then imports p2o from (to edit it)."""
-    for name in ("workflow", "config", "paper", "requirements") + (("src",) if library else ()):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    return tmp_path
 
 
 def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -54,7 +46,7 @@ def write(path: Path, obj) -> str:
 
 
 def test_paper_config_plans_every_method_seed_and_split(tmp_path):
-    wd = checkout(tmp_path)
+    wd = workflow_checkout(tmp_path)
     jobs = planned_jobs(snakemake(wd, "-n").stdout)
     train = {(w["method"], w["seed"]) for r, w in jobs if r == "train"}
     evaluate = {(w["method"], w["seed"]) for r, w in jobs if r == "evaluate"}  # one job evaluates every split
@@ -79,7 +71,7 @@ def test_paper_config_plans_every_method_seed_and_split(tmp_path):
     ({"typo_section": {}}, "typo_section"),
 ])
 def test_invalid_configs_stop_before_any_job(tmp_path, override, key):
-    wd = checkout(tmp_path)
+    wd = workflow_checkout(tmp_path)
     proc = snakemake(wd, "-n", "--configfile", write(tmp_path / "bad.yaml", override), check=False)
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
@@ -87,7 +79,7 @@ def test_invalid_configs_stop_before_any_job(tmp_path, override, key):
 
 
 def test_missing_key_stops_the_run(tmp_path):
-    wd = checkout(tmp_path)
+    wd = workflow_checkout(tmp_path)
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
     del cfg["tokenize"]
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -116,7 +108,7 @@ def reduced_demo(tmp_path_factory):
     if not HAS_LATEX:
         pytest.skip("the paper needs latexmk and pdflatex (Debian: latexmk, texlive-latex-*)")
     tmp_path = tmp_path_factory.mktemp("reduced_demo")
-    wd = checkout(tmp_path / "repo", library=True)
+    wd = workflow_checkout(tmp_path / "repo", library=True)
     demo = ["--configfile", "config/demo.yaml", write(tmp_path / "reduced.yaml", REDUCED)]
     snakemake(wd, "--workflow-profile", "workflow/profiles/cpu", "--cores", "2", *demo)
     return wd, demo
@@ -198,7 +190,7 @@ def test_cpu_profile_lets_every_model_job_after_sft_run_side_by_side(tmp_path):
     """workflow/profiles/cpu: every job of the demo but SFT claims no GPU and one thread (a model
     rule missing from the profile would claim gpu=1 and queue behind the others); without the
     profile every model job claims the GPU and all of --cores."""
-    wd = checkout(tmp_path)
+    wd = workflow_checkout(tmp_path)
 
     def claims(*args):
         out = snakemake(wd, "-n", "--cores", "2", "--configfile", "config/demo.yaml", *args).stdout
@@ -222,7 +214,7 @@ def test_cpu_profile_lets_every_model_job_after_sft_run_side_by_side(tmp_path):
 def test_paper_config_plans_the_reward_model_experiment(tmp_path):
     """Reward model versus DPO (workflow/rules/reward.smk): every size x seed trains both models
     once; sizes above data.n_train get their own pool (prepared and scored once per dataset)."""
-    wd = checkout(tmp_path)
+    wd = workflow_checkout(tmp_path)
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
     rm = cfg["rm_experiment"]
     jobs = planned_jobs(snakemake(wd, "-n").stdout)
@@ -258,7 +250,7 @@ def test_seed_scope_pipeline_gives_each_seed_its_own_models(tmp_path):
     """seed_scope: training (the default) plans one initial model, one SFT and one reference pass per
     split at the seedless paths; pipeline plans them per training seed, and each seed's training and
     evaluation read its own; the reward-model experiment reads the first seed's."""
-    wd = checkout(tmp_path)
+    wd = workflow_checkout(tmp_path)
     seeds = [str(s) for s in yaml.safe_load((wd / "config" / "config.yaml").read_text())["seeds"]]
     assert len(seeds) > 1
 
@@ -288,7 +280,7 @@ def test_paper_depends_on_every_generated_file_main_tex_reads(tmp_path):
     the paper rule depends on each file it reads, with the files their rules write beside them
     (tables.tex inputs table_*.tex); commented-out lines are ignored; a file no rule writes stops
     the dry run with its name."""
-    wd = checkout(tmp_path)
+    wd = workflow_checkout(tmp_path)
 
     def paper_inputs():
         out = snakemake(wd, "results/paper/main.pdf", "-n", "--forceall", "--configfile", "config/demo.yaml").stdout
