@@ -21,6 +21,7 @@ as .ci/compare_results.py compares them (timings and provenance left out, number
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import os
 import random
@@ -210,7 +211,11 @@ def tail(path: Path, n: int = 60) -> str:
 
 
 @pytest.mark.slow
-def test_soak_kill_anywhere_then_resume_gives_the_uninterrupted_results(tmp_path):
+def test_soak_kill_anywhere_then_resume_gives_the_uninterrupted_results(tmp_path, capsys):
+    def print(*lines):  # shown in the test run's output (CI's log), passed or failed
+        with capsys.disabled():
+            builtins.print("\nsoak:", *lines, flush=True)
+
     t0 = time.monotonic()
     whole, killed = checkout(tmp_path / "whole"), checkout(tmp_path / "killed")
 
