@@ -159,7 +159,7 @@ def cmd_judge(args, cfg: Config) -> None:
            for name in names}
     jobs.judge({name: samples / f"{name}.jsonl" for name in names}, {name: baseline / f"{name}.jsonl" for name in names},
                out, cfg.judge, args.device, run={"method": args.method or "policy", "seed": args.seed},
-               config=cfg.to_dict(), autocast=cfg.train.autocast)
+               config=cfg.to_dict())
 
 
 def cmd_demo(args, cfg: Config) -> None:

@@ -87,6 +87,28 @@ def test_sft_samples_have_equal_logprobs_and_the_judge_scores_against_them(saved
     assert same["win_rate"] == 0.5 and same["tie_rate"] == 1.0 and abs(same["kl_k1"]) < 1e-3
 
 
+def test_a_reward_model_folder_judges_within_its_positions(saved):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from p2o.model.loading import load_tokenizer
+
+    root, split = saved
+    tok = load_tokenizer(root / "sft")
+    torch.manual_seed(0)
+    rm = GPT2ForSequenceClassification(GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=16, n_positions=24,
+                                                  num_labels=1, pad_token_id=tok.pad_token_id))
+    rm.save_pretrained(root / "rm")
+    tok.save_pretrained(root / "rm")
+    judge = JudgeConfig(name=str(root / "rm"), batch_size=2)
+    assert jobs.gold_judge(judge).max_length == 24  # the model's positions, not the default 1024
+    for model, folder in (("sft", "rm_base"), ("policy", "rm_pol")):
+        jobs.generate(root / model, root / "sft", {"hh": (split, root / folder / "hh.jsonl")}, GEN, TOK)
+    out = jobs.judge({"hh": root / "rm_pol" / "hh.jsonl"}, {"hh": root / "rm_base" / "hh.jsonl"},
+                     {"hh": root / "judge" / "rm.json"}, judge, run={"method": "dpo", "seed": 0})["hh"]
+    assert out["judge"]["name"] == str(root / "rm") and 0 <= out["win_rate"] <= 1 and math.isfinite(out["mean_reward"])
+    assert out["provenance"]["threads"] >= 1  # a model judge: torch's provenance
+
+
 def test_judge_refuses_samples_drawn_differently(saved):
     root, split = saved
     other = GenerateConfig(**{**GEN.__dict__, "temperature": 0.5})

@@ -12,7 +12,7 @@ caption = (f"Judged by what the models generate: win rate of each method's sampl
            f"same held-out prompts ({p.n_prompts} per dataset, {p.n_samples} sample(s) each, at most "
            f"{p.max_new_tokens} new tokens, temperature {p.temperature:g}, top-$p$ {p.top_p:g}), judged by {judge}; a "
            f"tie counts half. All datasets: the mean over datasets of the win rate, the length-controlled win rate "
-           f"(Dubois et al.\\ 2024), the gold reward, the Monte-Carlo KL to the SFT model (k3, nats per completion) "
+           f"\\citep{{dubois2024length}}, the gold reward, the Monte-Carlo KL to the SFT model (k3, nats per completion) "
            f"and the length in tokens. Mean $\\pm$ 95\\,\\% CI over seeds; best per column in bold.")
 write_text(out.table, winrate_table(summary, p.methods, p.datasets, caption, "tab:winrate"))
 with atomic_path(out.csv) as tmp:

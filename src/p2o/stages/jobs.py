@@ -330,8 +330,13 @@ def gold_judge(judge: JudgeConfig, device: str = "cpu", autocast: str = "none"):
     if judge.name == PLANTED:
         return PlantedJudge()
     from p2o.model.judge import RewardModelJudge
+    from p2o.model.generate import model_max_positions
 
-    return RewardModelJudge(judge.name, judge.revision, device, judge.batch_size, autocast=autocast)
+    scorer = RewardModelJudge(judge.name, judge.revision, device, judge.batch_size, autocast=autocast)
+    # no longer inputs than the model takes (the start of the prompt is cut: the completion is kept)
+    limits = [model_max_positions(scorer.model), getattr(scorer.tokenizer, "model_max_length", None)]
+    scorer.max_length = min([scorer.max_length, *(n for n in limits if isinstance(n, int) and n > 0)])
+    return scorer
 
 
 def judge_provenance(judge: JudgeConfig, device: str, config: Mapping | None) -> dict:
