@@ -63,6 +63,7 @@ def winrate_table(summary: pd.DataFrame, methods: list[str], datasets: list[str]
             best[d, metric] = {m for m, v in means.items() if abs(v - top) <= 1e-12}
     header = " & ".join([f"{d.upper()}" for d in datasets] + [GENERATION_LABELS[m] for m in TABLE_METRICS])
     lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+             "\\resizebox{\\linewidth}{!}{%",  # nine columns of mean ± CI: wider than the text
              "\\begin{tabular}{l" + "r" * len(columns) + "}", "\\toprule",
              f" & \\multicolumn{{{len(datasets)}}}{{c}}{{Win rate vs SFT}} & "
              f"\\multicolumn{{{len(TABLE_METRICS)}}}{{c}}{{All datasets}} \\\\",
@@ -78,7 +79,7 @@ def winrate_table(summary: pd.DataFrame, methods: list[str], datasets: list[str]
             digits = 1 if metric == "mean_length" else 3
             cells.append(_fmt(r["mean"], r["ci95"], digits, method in best.get((d, metric), ())))
         lines.append(f"{latex_name(method)} & " + " & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
     return "\n".join(lines)
 
 

@@ -256,8 +256,7 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, targets: Mapping[str, Ev
 
 # --------------------------------------------------------------------------- judging by what models generate
 
-# the sampling settings that make two models' samples comparable (batch_size changes no sample)
-SAMPLING_KEYS = ("n_prompts", "n_samples", "max_new_tokens", "temperature", "top_p", "seed", "prompt_style")
+SAMPLING_KEYS = ("n_prompts", "n_samples", "max_new_tokens", "temperature", "top_p", "seed", "prompt_style")  # samples compare across models
 GENERATION_META = "generation.json"
 
 
@@ -283,8 +282,7 @@ def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str
     ``dataset``, ``prompt`` (the text as the split stores it), ``ref_logprob`` and ``run``'s keys.
     ``meta_out`` (default: ``generation.json`` beside the first samples file) records the sampling
     settings, the prompt style, the models and the provenance; the judge reads it. Returns it."""
-    from p2o.model.generate import SamplingParams, encode_prompts, model_max_positions
-    from p2o.model.generate import generate as sample
+    from p2o.model.generate import SamplingParams, encode_prompts, model_max_positions, generate as sample
     from p2o.model.judge import sample_logps
     from p2o.model.loading import load_model, load_tokenizer
 
@@ -313,27 +311,26 @@ def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str
                                 "ref_logprob": float(r)} for s, r in zip(samples, ref)))
         datasets[dataset] = {"split": str(split_path), "split_sha256": manifest_sha256(split_path),
                              "n_prompts": len(ids), "n_samples": len(samples), "samples": str(out_path)}
-        print(f"{dataset}: {len(samples)} samples of {len(ids)} prompts, mean length "
-              f"{sum(s.n_tokens for s in samples) / max(len(samples), 1):.1f} tokens -> {out_path}", file=sys.stderr)
+        print(f"{dataset}: {len(samples)} samples of {len(ids)} prompts -> {out_path}", file=sys.stderr)
     meta = {**run, "policy": str(policy_dir), "reference": str(reference_dir), "sampling": asdict(generate),
             "prompt_style": style, "max_prompt_tokens": max_prompt, "autocast": autocast, "datasets": datasets,
             "provenance": provenance(device, config)}
-    if targets:
+    if targets or meta_out:
         write_json(meta_out or Path(next(iter(targets.values()))[1]).parent / GENERATION_META, meta)
     return meta
 
 
 def gold_judge(judge: JudgeConfig, device: str = "cpu", autocast: str = "none"):
-    """The judge ``judge`` names: the planted rule (no torch imported) or a reward model."""
+    """The judge ``judge`` names: the planted rule (no torch imported) or a reward model, reading no more
+    tokens than the model takes (``RewardModelJudge`` cuts the prompt's start, keeping the completion)."""
     from p2o.model.planted import PLANTED, PlantedJudge
 
     if judge.name == PLANTED:
         return PlantedJudge()
-    from p2o.model.judge import RewardModelJudge
     from p2o.model.generate import model_max_positions
+    from p2o.model.judge import RewardModelJudge
 
     scorer = RewardModelJudge(judge.name, judge.revision, device, judge.batch_size, autocast=autocast)
-    # no longer inputs than the model takes (the start of the prompt is cut: the completion is kept)
     limits = [model_max_positions(scorer.model), getattr(scorer.tokenizer, "model_max_length", None)]
     scorer.max_length = min([scorer.max_length, *(n for n in limits if isinstance(n, int) and n > 0)])
     return scorer
