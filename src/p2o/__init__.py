@@ -13,9 +13,10 @@ below), so parsing a config never imports torch:
                   found by name, each declaring its hyper-parameters and the inputs it reads
     p2o.training  one training loop for SFT, preference training and the reward model; the inputs a
                   loss declares, computed per step; compute spent
-    p2o.stages    one function per workflow stage, with explicit inputs and outputs
     p2o.report    aggregate tables, significance, win rates and Monte-Carlo KL of samples, LaTeX
                   tables, figures and the paper's numbers
+    p2o.stages    one function per workflow stage, with explicit inputs and outputs (a judging stage
+                  reports win rates with ``p2o.report``)
     p2o.docs      ``python -m p2o.docs``: the config schema, the loss catalogue and the docs' tables,
                   generated from the declarations of every layer
 

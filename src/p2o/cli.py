@@ -9,6 +9,8 @@ Commands, in pipeline order (each reads the config and writes files under ``--wo
     reference   reference log-probs, once per split             reference/{dataset}_{part}.pt
     train       preference training of one method and seed      train/{method}/seed{seed}/model/
     evaluate    held-out metrics of a trained model             evaluate/{method}/seed{seed}/{dataset}.json
+    generate    samples of a model on held-out prompts          generate/{method}/seed{seed}/{dataset}.jsonl
+    judge       gold reward, win rate against SFT, KL           judge/{method}/seed{seed}/{dataset}.json
     demo        all of the above for the offline demo config
 
 Every path has a default under ``--workdir`` and an option to override it, so that workflow
@@ -26,6 +28,7 @@ from pathlib import Path
 from p2o.stages import jobs
 from p2o.stages.layout import Layout
 from p2o.config import Config, ConfigError, load_config
+from p2o.config.sections import SFT_BASELINE
 from p2o.training.loop import NonFiniteLossError
 
 PARTS = ("train", "eval")
@@ -127,6 +130,38 @@ def cmd_evaluate(args, cfg: Config) -> None:
                   autocast=cfg.train.autocast)
 
 
+def cmd_generate(args, cfg: Config) -> None:
+    """Samples of a trained method (``--method``, ``--seed``), of the SFT model (``--method sft``) or of any
+    saved model (``--policy``), with the SFT model's log-probs of them."""
+    layout, seed = Layout(args.workdir), model_seed(args, cfg)
+    if args.policy is None and args.method is None:
+        raise ConfigError("generate needs --method (with --seed; sft: the SFT model) or --policy <model folder>")
+    sft_dir = args.model or layout.sft_of(seed).model
+    baseline = args.method == SFT_BASELINE
+    policy_dir = args.policy or (sft_dir if baseline else layout.train(args.method, args.seed).model)
+    out_dir = Path(args.out or (layout.generation(SFT_BASELINE, seed) if baseline
+                                else layout.generation(args.method or "policy", args.seed)))
+    targets = {name: (layout.split(name, "eval"), out_dir / f"{name}.jsonl") for name in args.dataset or cfg.data.names}
+    jobs.generate(policy_dir, sft_dir, targets, cfg.generate, cfg.tokenize, args.device,
+                  run={"method": args.method or "policy", "seed": args.seed}, config=cfg.to_dict(),
+                  autocast=cfg.train.autocast)
+
+
+def cmd_judge(args, cfg: Config) -> None:
+    """Gold reward, win rate against the SFT model's samples and KL of one model's samples (``p2o generate``)."""
+    layout, seed = Layout(args.workdir), model_seed(args, cfg)
+    if args.samples is None and args.method is None:
+        raise ConfigError("judge needs --method (with --seed) or --samples <folder of p2o generate>")
+    samples = Path(args.samples or layout.generation(args.method, args.seed))
+    baseline = Path(args.baseline or layout.generation(SFT_BASELINE, seed))
+    names = args.dataset or cfg.data.names
+    out = {name: Path(args.out) / f"{name}.json" if args.out else layout.judge(args.method or "policy", args.seed, name)
+           for name in names}
+    jobs.judge({name: samples / f"{name}.jsonl" for name in names}, {name: baseline / f"{name}.jsonl" for name in names},
+               out, cfg.judge, args.device, run={"method": args.method or "policy", "seed": args.seed},
+               config=cfg.to_dict())
+
+
 def cmd_demo(args, cfg: Config) -> None:
     """The offline demo: demo data, splits, tiny model, SFT, reference, then train + evaluate."""
     from p2o.data.demo import DEMO_FILES
@@ -220,6 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             c.add_argument("--policy", help="model folder to evaluate (default: the trained method's)")
             c.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+
+    c = command("generate", cmd_generate, "samples of a model on held-out prompts, with the SFT model's log-probs")
+    c.add_argument("--method", help="a key of config 'methods', or sft (the SFT model: the judge's baseline)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--policy", help="model folder to sample from (default: the trained method's)")
+    c.add_argument("--model", help="reference (SFT) model folder (default: <workdir>/sft/model)")
+    c.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    c.add_argument("--out", help="output folder (default: <workdir>/generate/<method>/seed<seed>, the SFT model's "
+                                 "<workdir>/generate/sft)")
+
+    c = command("judge", cmd_judge, "gold reward, win rate against the SFT model and KL of a model's samples")
+    c.add_argument("--method", help="a key of config 'methods' whose samples to judge")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--samples", help="folder of the samples (default: <workdir>/generate/<method>/seed<seed>)")
+    c.add_argument("--baseline", help="folder of the SFT model's samples (default: <workdir>/generate/sft)")
+    c.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    c.add_argument("--out", help="output folder (default: <workdir>/judge/<method>/seed<seed>)")
 
     c = command("demo", cmd_demo, "run the whole offline demo: data, SFT, reference, train, evaluate")
     c.add_argument("--methods", nargs="*", help="methods to run (default: all configured)")

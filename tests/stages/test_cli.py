@@ -51,6 +51,8 @@ def demo_run(tmp_path_factory):
                                                "uf": {"source": str(raw / "ultrafeedback.jsonl")}}},
         "methods": {name: ({"inner_steps": 2} if "snapshot" in LOSSES[name].inputs else {})
                     | ({"lr_scale": 2.0} if name == "pkto" else {}) for name in LOSSES},
+        "generate": {"n_prompts": 4, "max_new_tokens": 8},
+        "judge": {"name": "planted"},  # the demo data: the planted rule is their gold judge
     })
     common = ["-c", "config/config.yaml", "-c", cfg, "--workdir", root / "results", "--device", "cpu"]
     for step in ("prepare", "init", "sft", "reference"):
@@ -59,6 +61,34 @@ def demo_run(tmp_path_factory):
         run("train", *common, "--method", method, "--seed", 0)
         run("evaluate", *common, "--method", method, "--seed", 0)
     return root / "results", common
+
+
+def test_generate_and_judge_any_saved_model(demo_run, tmp_path):
+    """p2o generate (the SFT model with --method sft, a method, any --policy folder) and p2o judge
+    (against the SFT model's samples, or a --baseline folder)."""
+    from p2o.io import read_jsonl
+
+    results, common = demo_run
+    run("generate", *common, "--method", "sft")
+    run("generate", *common, "--method", "dpo", "--seed", 0)
+    for name in ("hh", "shp", "uf"):
+        rows = read_jsonl(results / "generate" / "dpo" / "seed0" / f"{name}.jsonl")
+        # the first 4 distinct held-out prompts (SHP's 8 held-out pairs share fewer posts)
+        assert 1 <= len(rows) <= 4 and all(r["n_tokens"] <= 8 and r["dataset"] == name for r in rows)
+        assert len(read_jsonl(results / "generate" / "sft" / f"{name}.jsonl")) == len(rows)
+    assert read_json(results / "generate" / "sft" / "generation.json")["sampling"]["n_prompts"] == 4
+    run("judge", *common, "--method", "dpo", "--seed", 0)
+    r = read_json(results / "judge" / "dpo" / "seed0" / "uf.json")
+    assert r["judge"]["name"] == "planted" and r["n"] == 4 and 0 <= r["win_rate"] <= 1 and r["kl_k3"] >= 0
+    assert r["provenance"]["config"]["judge"]["name"] == "planted"
+
+    policy = results / "train" / "ipo" / "seed0" / "model"
+    run("generate", *common, "--policy", policy, "--dataset", "hh", "--out", tmp_path / "mine")
+    run("judge", *common, "--samples", tmp_path / "mine", "--dataset", "hh", "--out", tmp_path / "judged")
+    mine = read_json(tmp_path / "judged" / "hh.json")
+    assert mine["method"] == "policy" and mine["policy"] == str(policy) and mine["n_pairs"] == 4
+    with pytest.raises(SystemExit):
+        run("judge", *common)  # neither --method nor --samples
 
 
 def test_every_method_has_metrics_for_every_split(demo_run):

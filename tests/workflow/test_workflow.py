@@ -47,7 +47,8 @@ def write(path: Path, obj) -> str:
 
 def test_paper_config_plans_every_method_seed_and_split(tmp_path):
     wd = workflow_checkout(tmp_path)
-    jobs = planned_jobs(snakemake(wd, "-n").stdout)
+    out = snakemake(wd, "-n").stdout
+    jobs = planned_jobs(out)
     train = {(w["method"], w["seed"]) for r, w in jobs if r == "train"}
     evaluate = {(w["method"], w["seed"]) for r, w in jobs if r == "evaluate"}  # one job evaluates every split
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
@@ -57,6 +58,16 @@ def test_paper_config_plans_every_method_seed_and_split(tmp_path):
     assert {m for m, _ in train} == methods
     assert len(train) == len(methods) * 3 and evaluate == train
     assert sum(r == "reference" for r, _ in jobs) == 3 * 2  # once per split, shared by every method
+    # judged by what they generate: one sampling job per model (and one for the SFT model, the baseline)
+    # and one judging job per method and seed, each writing every dataset's file
+    generated = {(w["method"], w["seed"]): o for r, w, _, o in planned_files(out) if r == "generate"}
+    judged = {(w["method"], w["seed"]): o for r, w, _, o in planned_files(out) if r == "judge"}
+    assert set(generated) == set(judged) == train
+    for (method, seed), outputs in generated.items():
+        assert {f"results/generate/{method}/seed{seed}/{d}.jsonl" for d in ("hh", "shp", "uf")} <= set(outputs)
+        assert set(judged[method, seed]) == {f"results/judge/{method}/seed{seed}/{d}.json" for d in ("hh", "shp", "uf")}
+    assert sum(r == "generate_sft" for r, _ in jobs) == 1
+    assert {"generation_aggregate", "generation_report"} <= {r for r, _ in jobs}
 
 
 @pytest.mark.parametrize("override, key", [
@@ -136,19 +147,31 @@ def test_reduced_demo_end_to_end_and_partial_rerun(reduced_demo, tmp_path):
     assert "DPO & --" in (generated / "table_seed_spread.tex").read_text()  # one seed: no spread
     sig = (wd / "results" / "aggregate" / "significance.csv").read_text()
     assert "p2o,dpo,all,eval_rewards/accuracies" in sig and "p2o,dpo_k2,all" in sig
+    # judged by what they generate: the win-rate table, the reward-vs-KL figure, the samples appendix
+    winrate = (generated / "table_winrate.tex").read_text()
+    assert "P$^2$O" in winrate and "DPO" in winrate and "planted" in winrate
+    assert (generated / "reward_kl.pdf").stat().st_size > 5_000
+    samples = (generated / "samples.tex").read_text()
+    assert "\\item[SFT]" in samples and "\\item[P$^2$O]" in samples and samples.count("\\subsection*") == 3
+    tidy = (wd / "results" / "aggregate" / "generation.csv").read_text()
+    for run in ("dpo,0,hh,win_rate", "p2o,0,uf,kl_k3", "dpo_k2,0,shp,mean_reward"):
+        assert run in tidy
 
     changed = write(tmp_path / "eps.yaml", {"methods": {"p2o": {"eps_clip": 0.3}}})
     jobs = planned_jobs(snakemake(wd, "-n", *demo, changed).stdout)  # one --configfile, several files
     rules = {r for r, _ in jobs}
-    assert {w["method"] for r, w in jobs if r in ("train", "evaluate")} == {"p2o"}
-    assert sum(r == "train" for r, _ in jobs) == 1 and sum(r == "evaluate" for r, _ in jobs) == 1
-    assert rules - {"train", "evaluate"} == {"aggregate", "tables", "figures", "paper_numbers", "paper", "all"}
+    per_model = ("train", "evaluate", "generate", "judge")
+    assert {w["method"] for r, w in jobs if r in per_model} == {"p2o"}
+    assert all(sum(r == rule for r, _ in jobs) == 1 for rule in per_model)
+    assert rules - set(per_model) == {"aggregate", "tables", "figures", "paper_numbers", "generation_aggregate",
+                                      "generation_report", "paper", "all"}
 
     # nothing changed: nothing to do
     assert planned_jobs(snakemake(wd, "-n", *demo).stdout) == []
     # how often to log or checkpoint, and inference batch sizes, change no result: nothing to do either
     pacing = write(tmp_path / "pacing.yaml", {"train": {"log_every": 3, "checkpoint_every": 5},
-                                              "sft": {"log_every": 2}, "evaluate": {"batch_size": 4}})
+                                              "sft": {"log_every": 2}, "evaluate": {"batch_size": 4},
+                                              "generate": {"batch_size": 3}, "judge": {"batch_size": 5}})
     assert planned_jobs(snakemake(wd, "-n", *demo, pacing).stdout) == []
 
 
@@ -173,10 +196,10 @@ def test_code_change_reruns_only_the_jobs_that_run_the_edited_code(reduced_demo)
     lib = wd / "src" / "p2o"
     with edited(lib / "losses" / "trust_region.py", "def p2o(\n", "def p2o(  # edited\n"):
         jobs = planned_jobs(snakemake(wd, "-n", *demo).stdout)
-    assert {(r, w.get("method")) for r, w in jobs if r in ("train", "evaluate")} == {("train", "p2o"),
-                                                                                    ("evaluate", "p2o")}
-    assert sorted(r for r, _ in jobs) == sorted(["train", "evaluate", "aggregate", "tables", "figures",
-                                                  "paper_numbers", "paper", "all"])
+    per_model = ("train", "evaluate", "generate", "judge")
+    assert {(r, w.get("method")) for r, w in jobs if r in per_model} == {(r, "p2o") for r in per_model}
+    assert sorted(r for r, _ in jobs) == sorted([*per_model, "aggregate", "tables", "figures", "paper_numbers",
+                                                  "generation_aggregate", "generation_report", "paper", "all"])
 
     with edited(lib / "report" / "plots.py", "def training_curves(", "def training_curves(  # edited\n"):
         assert sorted(r for r, _ in planned_jobs(snakemake(wd, "-n", *demo).stdout)) == ["all", "figures", "paper"]
@@ -204,8 +227,8 @@ def test_cpu_profile_lets_every_model_job_after_sft_run_side_by_side(tmp_path):
                 found.setdefault(rule, set()).add(("gpu", 1))
         return found
 
-    model_rules = {"sft", "reference", "train", "evaluate", "rm_train_reward_model", "rm_train_policy",
-                   "rm_evaluate"}
+    model_rules = {"sft", "reference", "train", "evaluate", "generate_sft", "generate", "rm_train_reward_model",
+                   "rm_train_policy", "rm_evaluate"}  # not judge: the demo's planted rule needs no model
     default = claims()
     assert set(default) == model_rules and all(c == {("threads", 2), ("gpu", 1)} for c in default.values())
     assert claims("--workflow-profile", "workflow/profiles/cpu") == {"sft": {("threads", 2), ("gpu", 1)}}

@@ -25,6 +25,8 @@ from p2o.config.sections import (
     DataConfig,
     DatasetConfig,
     EvalConfig,
+    GenerateConfig,
+    JudgeConfig,
     ModelConfig,
     OptimConfig,
     RewardExperimentConfig,
@@ -34,7 +36,7 @@ from p2o.config.sections import (
 
 __all__ = [
     "BOUND_CHECKS", "REQUIRED", "ComputeMatchedConfig", "Config", "ConfigError", "DataConfig", "DatasetConfig",
-    "EvalConfig", "MethodSpec", "ModelConfig", "OptimConfig", "Param", "RewardExperimentConfig",
+    "EvalConfig", "GenerateConfig", "JudgeConfig", "MethodSpec", "ModelConfig", "OptimConfig", "Param", "RewardExperimentConfig",
     "TinyModelConfig", "TokenizeConfig", "build", "catalogue", "check_bounds", "config_from_dict", "deep_merge",
     "hparam", "load_config", "method_spec", "setting",
 ]

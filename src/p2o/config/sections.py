@@ -164,6 +164,66 @@ class ComputeMatchedConfig:
 
 
 REWARD_MODEL = "rm"  # the reward model's name in the experiment's paths, tables and figures
+SFT_BASELINE = "sft"  # the SFT model's name among the generating models (results/generate/sft/)
+PLANTED_JUDGE = "planted"  # the demo's planted rule as the gold judge (p2o.model.planted)
+DEMO_FILE_NAMES = ("hh.jsonl", "shp.jsonl", "ultrafeedback.jsonl")  # p2o.data.demo.DEMO_FILES, torch-free here
+
+
+@dataclass
+class GenerateConfig:
+    """Sampling from every trained model and the SFT model on held-out prompts (``p2o.model.generate``),
+    for the gold judge and the Monte-Carlo KL."""
+
+    # rows decoded together: samples agree to float rounding at another batch size, so no rerun trigger
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("batch_size",)
+
+    n_prompts: int = setting(100, "held-out prompts per dataset, the first ones of the held-out split (distinct "
+                                  "prompts, split order; fewer when the split has fewer)", minimum=1)
+    n_samples: int = setting(1, "completions per prompt", minimum=1)
+    max_new_tokens: int = setting(64, "tokens per completion at most (the EOS included); the prompt is cut from "
+                                      "the left to tokenize.max_prompt_length and to the model's positions less "
+                                      "this", minimum=1)
+    temperature: float = setting(1.0, "softmax temperature (0: greedy); 1 with top_p 1 samples from the policy "
+                                      "itself, so that the KL estimates are honest Monte-Carlo estimates",
+                                 minimum=0)
+    top_p: float = setting(1.0, "nucleus sampling: the smallest top set of mass >= top_p (1: off)",
+                           exclusiveMinimum=0, maximum=1)
+    seed: int = setting(0, "sampling seed; each (prompt, sample) draws from its own generator seeded by it, the "
+                           "same for every model (common random numbers)", minimum=0)
+    prompt_style: str = setting("dataset", "dataset (the prompt text as training read it) or chat (through the "
+                                           "tokenizer's chat template, for a chat model)",
+                                choices=("dataset", "chat"))
+    batch_size: int = setting(16, "rows (prompt x sample) decoded together", minimum=1)
+
+
+@dataclass
+class JudgeConfig:
+    """The gold judge of generated text: the demo's planted rule, or a reward model from the hub."""
+
+    # texts scored together: scores agree to float rounding at another batch size, so no rerun trigger
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("batch_size",)
+
+    name: str = setting("OpenAssistant/reward-model-deberta-v3-large-v2",
+                        "planted (the demo's planted rule; demo data only) or a sequence-classification reward "
+                        "model's hub id or local folder", nonempty=True)
+    revision: str | None = setting(None, "hub revision of the reward model")
+    batch_size: int = setting(16, "completions scored together (reward model)", minimum=1)
+
+    @property
+    def neural(self) -> bool:
+        """Whether the judge is a model (a GPU helps) rather than the planted rule."""
+        return self.name != PLANTED_JUDGE
+
+    def check(self, cfg: Config, key: str) -> None:
+        """The planted rule is the demo data's own labelling rule: on other data it means nothing."""
+        if self.name != PLANTED_JUDGE:
+            return
+        for name in cfg.data.names:
+            source = cfg.data.datasets[name].source
+            if source.replace("\\", "/").rsplit("/", 1)[-1] not in DEMO_FILE_NAMES:
+                raise ConfigError(f"config key '{key}.name': 'planted' judges only the demo data (the rule the "
+                                  f"demo's pairs were labelled by), but dataset {name!r} reads {source!r}; name a "
+                                  f"reward model instead")
 
 
 @dataclass
@@ -231,6 +291,9 @@ class Config:
     compute_matched: ComputeMatchedConfig = section(ComputeMatchedConfig, "the compute-matched protocol: listed "
                                                     "methods are rerun with K optimizer steps per batch as "
                                                     "<name>_k<K>")
+    generate: GenerateConfig = section(GenerateConfig, "sampling from every trained model and the SFT model on "
+                                                       "held-out prompts")
+    judge: JudgeConfig = section(JudgeConfig, "the gold judge of the samples: win rates against the SFT model")
 
     @property
     def seeded_models(self) -> bool:
@@ -281,6 +344,10 @@ class Config:
                 raise ConfigError(f"config key 'compute_matched.methods': the rerun's name {variant!r} is "
                                   f"already a method in 'methods'")
         self.rm_experiment.check(self, "rm_experiment")
+        self.judge.check(self, "judge")
+        if SFT_BASELINE in self.methods:
+            raise ConfigError(f"config key 'methods': {SFT_BASELINE!r} names the SFT model's samples; choose "
+                              f"another method name")
         if self.model.name_or_path == "tiny" and self.model.tiny.n_positions < self.tokenize.max_length:
             raise ConfigError(f"config key 'model.tiny.n_positions' ({self.model.tiny.n_positions}) must be at "
                               f"least tokenize.max_length ({self.tokenize.max_length})")

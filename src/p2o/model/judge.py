@@ -34,13 +34,15 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from p2o.data.demo_text import planted_score
 from p2o.model.generate import EncodedPrompts, Sample, dialogue_messages
 from p2o.model.logps import precision, sequence_logps
+from p2o.model.planted import PLANTED, PlantedJudge
+from p2o.model.planted import check_lengths as _check_lengths
 from p2o.model.tokenize import pad_sequences
 
 INPUT_FORMATS = ("auto", "chat", "pair", "concat")
-PLANTED = "planted"
+__all__ = ["INPUT_FORMATS", "PLANTED", "Judge", "PlantedJudge", "RewardModelJudge", "completion_logps", "make_judge",
+           "sample_logps"]
 
 
 class Judge(Protocol):
@@ -48,16 +50,6 @@ class Judge(Protocol):
 
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
         """One score per (prompt, completion), float64 (N,); higher is better."""
-
-
-class PlantedJudge:
-    """The demo's planted rule as a judge: ``planted_score(prompt, completion)``."""
-
-    name = PLANTED
-
-    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
-        _check_lengths(prompts, completions)
-        return np.array([planted_score(p, c) for p, c in zip(prompts, completions)], dtype=np.float64)
 
 
 class RewardModelJudge:
@@ -119,11 +111,6 @@ def make_judge(name: str, **kwargs) -> Judge:
     """``"planted"`` → ``PlantedJudge``; anything else is a reward model's hub id or folder, with
     ``kwargs`` for ``RewardModelJudge``."""
     return PlantedJudge() if name == PLANTED else RewardModelJudge(name, **kwargs)
-
-
-def _check_lengths(prompts: Sequence[str], completions: Sequence[str]) -> None:
-    if len(prompts) != len(completions):
-        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
 
 
 # --------------------------------------------------------------------------- log-probs of given completions

@@ -11,6 +11,9 @@ line (root ``--workdir``, default ``runs``)::
     {base,sft,reference}/seed{seed}/...              the same, per training seed (seed_scope: pipeline)
     train/{method}/seed{seed}/{model/, log.jsonl, summary.json}
     evaluate/{method}/seed{seed}/{dataset}.json
+    generate/{method}/seed{seed}/{dataset}.jsonl, generation.json   samples of a trained model
+    generate/sft/{dataset}.jsonl (generate/sft/seed{seed}/...)      the SFT model's, the baseline
+    judge/{method}/seed{seed}/{dataset}.json         gold reward, win rate against SFT, KL estimates
     aggregate/{name}.csv                             tidy results and summaries
     rm_experiment/{dataset}/...                      reward model versus DPO (``Layout.rm_*``)
     tables/{name}.csv, paper/generated/{name}, paper/main.pdf
@@ -110,6 +113,22 @@ class Layout:
 
     def evaluate(self, method: str, seed, dataset: str) -> str:
         return self.path("evaluate", method, f"seed{seed}", f"{dataset}.json")
+
+    def generation(self, model: str, seed=None) -> str:
+        """The folder of a model's samples (``jobs.generate``): a method's at ``seed``, or the SFT
+        model's (``model`` ``sft``), shared (``seed`` None) or one seed's own."""
+        return self.path("generate", model) if seed is None else self.path("generate", model, f"seed{seed}")
+
+    def samples(self, model: str, seed, dataset: str) -> str:
+        """One dataset's samples, a JSONL row per completion."""
+        return _join(self.generation(model, seed), f"{dataset}.jsonl")
+
+    def generation_meta(self, model: str, seed) -> str:
+        """What was sampled and how (settings, prompt style, models, provenance), beside the samples."""
+        return _join(self.generation(model, seed), "generation.json")
+
+    def judge(self, method: str, seed, dataset: str) -> str:
+        return self.path("judge", method, f"seed{seed}", f"{dataset}.json")
 
     def aggregate(self, name: str) -> str:
         return self.path("aggregate", f"{name}.csv")

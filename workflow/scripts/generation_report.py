@@ -1,0 +1,24 @@
+import pandas as pd
+
+from _common import log_to
+from p2o.io import atomic_path, write_text
+from p2o.report.generation import reward_kl_figure, samples_appendix, winrate_csv, winrate_table
+
+log_to(snakemake)
+p, inp, out = snakemake.params, snakemake.input, snakemake.output
+summary, tidy = pd.read_csv(inp.summary), pd.read_csv(inp.tidy)
+judge = "the demo's planted rule" if p.judge == "planted" else f"the reward model \\texttt{{\\detokenize{{{p.judge}}}}}"
+caption = (f"Judged by what the models generate: win rate of each method's samples against the SFT model's on the "
+           f"same held-out prompts ({p.n_prompts} per dataset, {p.n_samples} sample(s) each, at most "
+           f"{p.max_new_tokens} new tokens, temperature {p.temperature:g}, top-$p$ {p.top_p:g}), judged by {judge}; a "
+           f"tie counts half. All datasets: the mean over datasets of the win rate, the length-controlled win rate "
+           f"\\citep{{dubois2024length}}, the gold reward, the Monte-Carlo KL to the SFT model (k3, nats per completion) "
+           f"and the length in tokens. Mean $\\pm$ 95\\,\\% CI over seeds; best per column in bold.")
+write_text(out.table, winrate_table(summary, p.methods, p.datasets, caption, "tab:winrate"))
+with atomic_path(out.csv) as tmp:
+    winrate_csv(summary, p.methods).to_csv(tmp, index=False)
+reward_kl_figure(tidy, p.methods, p.datasets, out.figure)
+files = {"sft": dict(zip(p.datasets, inp.baseline, strict=True))}
+files.update({m: dict(zip(p.datasets, inp.samples[i * len(p.datasets): (i + 1) * len(p.datasets)], strict=True))
+              for i, m in enumerate(p.methods)})
+write_text(out.appendix, samples_appendix(files, p.methods, p.datasets, seed=p.seed))
