@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from p2o.stages import jobs
+from p2o.stages import generation, jobs
 from p2o.stages.layout import Layout
 from p2o.config import Config, ConfigError, load_config
 from p2o.config.sections import SFT_BASELINE
@@ -142,7 +142,7 @@ def cmd_generate(args, cfg: Config) -> None:
     out_dir = Path(args.out or (layout.generation(SFT_BASELINE, seed) if baseline
                                 else layout.generation(args.method or "policy", args.seed)))
     targets = {name: (layout.split(name, "eval"), out_dir / f"{name}.jsonl") for name in args.dataset or cfg.data.names}
-    jobs.generate(policy_dir, sft_dir, targets, cfg.generate, cfg.tokenize, args.device,
+    generation.generate(policy_dir, sft_dir, targets, cfg.generate, cfg.tokenize, args.device,
                   run={"method": args.method or "policy", "seed": args.seed}, config=cfg.to_dict(),
                   autocast=cfg.train.autocast)
 
@@ -157,7 +157,7 @@ def cmd_judge(args, cfg: Config) -> None:
     names = args.dataset or cfg.data.names
     out = {name: Path(args.out) / f"{name}.json" if args.out else layout.judge(args.method or "policy", args.seed, name)
            for name in names}
-    jobs.judge({name: samples / f"{name}.jsonl" for name in names}, {name: baseline / f"{name}.jsonl" for name in names},
+    generation.judge({name: samples / f"{name}.jsonl" for name in names}, {name: baseline / f"{name}.jsonl" for name in names},
                out, cfg.judge, args.device, run={"method": args.method or "policy", "seed": args.seed},
                config=cfg.to_dict())
 

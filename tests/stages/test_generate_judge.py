@@ -11,7 +11,7 @@ import torch
 from p2o.config import GenerateConfig, JudgeConfig, TokenizeConfig
 from p2o.io import read_json, read_jsonl
 from p2o.model.loading import build_tiny_model, save_model, train_bpe_tokenizer
-from p2o.stages import jobs
+from p2o.stages import generation
 from tiny_models import CHOSEN, PROMPTS, REJECTED
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -44,7 +44,7 @@ def saved(tmp_path_factory):
 
 def test_generate_writes_samples_with_reference_logprobs_and_settings(saved):
     root, split = saved
-    meta = jobs.generate(root / "policy", root / "sft", {"hh": (split, root / "out" / "hh.jsonl")}, GEN, TOK,
+    meta = generation.generate(root / "policy", root / "sft", {"hh": (split, root / "out" / "hh.jsonl")}, GEN, TOK,
                          run={"method": "dpo", "seed": 0})
     rows = read_jsonl(root / "out" / "hh.jsonl")
     # the first 3 distinct prompts, each named by its first pair; 2 samples each, in order
@@ -60,20 +60,20 @@ def test_generate_writes_samples_with_reference_logprobs_and_settings(saved):
     assert written["datasets"]["hh"]["n_prompts"] == 3 and written["max_prompt_tokens"] == 32
     assert meta["provenance"]["device"] == "cpu"
     # the same call again: the same samples, bit for bit
-    jobs.generate(root / "policy", root / "sft", {"hh": (split, root / "again" / "hh.jsonl")}, GEN, TOK,
+    generation.generate(root / "policy", root / "sft", {"hh": (split, root / "again" / "hh.jsonl")}, GEN, TOK,
                   run={"method": "dpo", "seed": 0})
     assert read_jsonl(root / "again" / "hh.jsonl") == rows
 
 
 def test_sft_samples_have_equal_logprobs_and_the_judge_scores_against_them(saved):
     root, split = saved
-    jobs.generate(root / "sft", root / "sft", {"hh": (split, root / "base" / "hh.jsonl")}, GEN, TOK,
+    generation.generate(root / "sft", root / "sft", {"hh": (split, root / "base" / "hh.jsonl")}, GEN, TOK,
                   run={"method": "sft", "seed": None})
     base = read_jsonl(root / "base" / "hh.jsonl")
     assert all(abs(r["logprob"] - r["ref_logprob"]) < 1e-3 for r in base)  # π = π_ref: KL ≈ 0
-    jobs.generate(root / "policy", root / "sft", {"hh": (split, root / "pol" / "hh.jsonl")}, GEN, TOK,
+    generation.generate(root / "policy", root / "sft", {"hh": (split, root / "pol" / "hh.jsonl")}, GEN, TOK,
                   run={"method": "dpo", "seed": 0})
-    out = jobs.judge({"hh": root / "pol" / "hh.jsonl"}, {"hh": root / "base" / "hh.jsonl"},
+    out = generation.judge({"hh": root / "pol" / "hh.jsonl"}, {"hh": root / "base" / "hh.jsonl"},
                      {"hh": root / "judge" / "hh.json"}, JudgeConfig(name="planted"),
                      run={"method": "dpo", "seed": 0})["hh"]
     assert out == read_json(root / "judge" / "hh.json")
@@ -82,7 +82,7 @@ def test_sft_samples_have_equal_logprobs_and_the_judge_scores_against_them(saved
     assert out["judge"] == {"name": "planted", "revision": None} and out["prompt_style"] == "dataset"
     assert out["sampling"]["max_new_tokens"] == 6 and out["method"] == "dpo"
     # the baseline against itself: every pair a tie, win rate one half, KL about 0
-    same = jobs.judge({"hh": root / "base" / "hh.jsonl"}, {"hh": root / "base" / "hh.jsonl"},
+    same = generation.judge({"hh": root / "base" / "hh.jsonl"}, {"hh": root / "base" / "hh.jsonl"},
                       {"hh": root / "judge" / "self.json"}, JudgeConfig(name="planted"))["hh"]
     assert same["win_rate"] == 0.5 and same["tie_rate"] == 1.0 and abs(same["kl_k1"]) < 1e-3
 
@@ -100,10 +100,10 @@ def test_a_reward_model_folder_judges_within_its_positions(saved):
     rm.save_pretrained(root / "rm")
     tok.save_pretrained(root / "rm")
     judge = JudgeConfig(name=str(root / "rm"), batch_size=2)
-    assert jobs.gold_judge(judge).max_length == 24  # the model's positions, not the default 1024
+    assert generation.gold_judge(judge).max_length == 24  # the model's positions, not the default 1024
     for model, folder in (("sft", "rm_base"), ("policy", "rm_pol")):
-        jobs.generate(root / model, root / "sft", {"hh": (split, root / folder / "hh.jsonl")}, GEN, TOK)
-    out = jobs.judge({"hh": root / "rm_pol" / "hh.jsonl"}, {"hh": root / "rm_base" / "hh.jsonl"},
+        generation.generate(root / model, root / "sft", {"hh": (split, root / folder / "hh.jsonl")}, GEN, TOK)
+    out = generation.judge({"hh": root / "rm_pol" / "hh.jsonl"}, {"hh": root / "rm_base" / "hh.jsonl"},
                      {"hh": root / "judge" / "rm.json"}, judge, run={"method": "dpo", "seed": 0})["hh"]
     assert out["judge"]["name"] == str(root / "rm") and 0 <= out["win_rate"] <= 1 and math.isfinite(out["mean_reward"])
     assert out["provenance"]["threads"] >= 1  # a model judge: torch's provenance
@@ -112,17 +112,17 @@ def test_a_reward_model_folder_judges_within_its_positions(saved):
 def test_judge_refuses_samples_drawn_differently(saved):
     root, split = saved
     other = GenerateConfig(**{**GEN.__dict__, "temperature": 0.5})
-    jobs.generate(root / "policy", root / "sft", {"hh": (split, root / "hot" / "hh.jsonl")}, other, TOK)
-    jobs.generate(root / "sft", root / "sft", {"hh": (split, root / "cold" / "hh.jsonl")}, GEN, TOK)
+    generation.generate(root / "policy", root / "sft", {"hh": (split, root / "hot" / "hh.jsonl")}, other, TOK)
+    generation.generate(root / "sft", root / "sft", {"hh": (split, root / "cold" / "hh.jsonl")}, GEN, TOK)
     with pytest.raises(ValueError, match="sampled differently"):
-        jobs.judge({"hh": root / "hot" / "hh.jsonl"}, {"hh": root / "cold" / "hh.jsonl"},
+        generation.judge({"hh": root / "hot" / "hh.jsonl"}, {"hh": root / "cold" / "hh.jsonl"},
                    {"hh": root / "judge" / "x.json"}, JudgeConfig(name="planted"))
 
 
 def test_no_room_for_a_prompt_is_an_error(saved):
     root, split = saved
     with pytest.raises(ValueError, match="no room for a prompt"):
-        jobs.generate(root / "policy", root / "sft", {"hh": (split, root / "x" / "hh.jsonl")},
+        generation.generate(root / "policy", root / "sft", {"hh": (split, root / "x" / "hh.jsonl")},
                       GenerateConfig(max_new_tokens=40), TOK)
 
 
@@ -130,7 +130,7 @@ def test_the_planted_judge_imports_no_torch(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from p2o.stages.jobs import gold_judge; from p2o.config import JudgeConfig; "
+    code = ("import sys; from p2o.stages.generation import gold_judge; from p2o.config import JudgeConfig; "
             "import p2o.report.winrate; j = gold_judge(JudgeConfig(name='planted')); "
             "print(j.score(['Q'], [' 3 cats and 4 dogs'])[0], 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

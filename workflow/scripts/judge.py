@@ -1,6 +1,6 @@
 from _common import log_to, resolved_config, section
 from p2o.config import JudgeConfig
-from p2o.stages import jobs
+from p2o.stages import generation
 
 log_to(snakemake)
 wc, inp, params = snakemake.wildcards, snakemake.input, snakemake.params
@@ -12,6 +12,6 @@ if judge.neural:
 else:  # the planted rule: no torch to import
     where = "cpu"
 datasets = params.datasets
-jobs.judge(dict(zip(datasets, inp.samples, strict=True)), dict(zip(datasets, inp.baseline, strict=True)),
+generation.judge(dict(zip(datasets, inp.samples, strict=True)), dict(zip(datasets, inp.baseline, strict=True)),
            dict(zip(datasets, snakemake.output, strict=True)), judge, where,
            run={"method": wc.method, "seed": int(wc.seed)}, config=resolved_config(snakemake))

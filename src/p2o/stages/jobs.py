@@ -11,8 +11,8 @@ workflow rule's ``params`` can list exactly what its job reads.
     reference      SFT model + one split                  -> reference log-probs file
     train          SFT model + train splits + references  -> trained model folder, log, summary
     evaluate       policy + SFT model + eval splits       -> one metrics JSON per split
-    generate       policy + SFT model + eval splits       -> one JSONL of samples per split (+ generation.json)
-    judge          a policy's samples + the SFT model's   -> gold reward, win rate, KL: one JSON per split
+
+Sampling and judging by what the models generate: ``p2o.stages.generation``.
 
 Reference, train and evaluate run every forward at one precision, ``train.autocast`` (passed to
 ``reference`` and ``evaluate`` as ``autocast``; see ``p2o.model.logps``), so that the policy's
@@ -27,11 +27,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from p2o.config import (DatasetConfig, EvalConfig, GenerateConfig, JudgeConfig, ModelConfig, OptimConfig,
+from p2o.config import (DatasetConfig, EvalConfig, ModelConfig, OptimConfig,
                         TokenizeConfig)
-from p2o.io import JsonlLog, read_json, read_jsonl, write_json, write_jsonl
+from p2o.io import JsonlLog, read_json, write_json, write_jsonl
 from p2o.config.methods import MethodSpec
-from p2o.config.sections import PLANTED_JUDGE
 from p2o.job_code import entry_of
 from p2o.provenance import provenance, source_label
 from p2o.training.fingerprint import Fingerprint, input_digests
@@ -278,151 +277,5 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, targets: Mapping[str, Ev
         print(f"{dataset}: accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "
               f"{metrics['eval_rewards/margins']:.3f}  KL/token {metrics['eval_kl/token_mean']:.4f}  -> {target.out}",
               file=sys.stderr)
-        records[dataset] = record
-    return records
-
-
-# --------------------------------------------------------------------------- judging by what models generate
-
-SAMPLING_KEYS = ("n_prompts", "n_samples", "max_new_tokens", "temperature", "top_p", "seed", "prompt_style")  # samples compare across models
-GENERATION_META = "generation.json"
-
-
-def heldout_prompts(split_path: PathLike, n: int) -> tuple[list[str], list[str]]:
-    """``(ids, prompts)``: the first ``n`` distinct prompts of a held-out split in split order, each
-    named by the id of its first pair (several pairs can share a prompt)."""
-    from p2o.data import read_split
-
-    if not Path(split_path).exists():
-        raise FileNotFoundError(f"{split_path} not found; prepare the data first (p2o prepare)")
-    df = read_split(split_path)
-    first = df.drop_duplicates("prompt").head(n)
-    return first["id"].astype(str).tolist(), first["prompt"].tolist()
-
-
-def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str, tuple[PathLike, PathLike]],
-             generate: GenerateConfig, tokenize: TokenizeConfig, device: str = "cpu", run: Mapping | None = None,
-             config: Mapping | None = None, autocast: str = "none", meta_out: PathLike | None = None) -> dict:
-    """Samples of ``policy_dir`` on the first ``generate.n_prompts`` held-out prompts of every split of
-    ``targets`` (dataset -> (split file, samples JSONL)), each with log π_ref of its tokens under the
-    reference (SFT) model ``reference_dir``; both models are loaded once (once in all when they are the
-    same folder: the SFT model's own samples, the baseline). A JSONL row is ``Sample.record()`` plus
-    ``dataset``, ``prompt`` (the text as the split stores it), ``ref_logprob`` and ``run``'s keys.
-    ``meta_out`` (default: ``generation.json`` beside the first samples file) records the sampling
-    settings, the prompt style, the models and the provenance; the judge reads it. Returns it."""
-    from p2o.model.generate import SamplingParams, encode_prompts, model_max_positions, generate as sample
-    from p2o.model.judge import sample_logps
-    from p2o.model.loading import load_model, load_tokenizer
-
-    tokenizer = load_tokenizer(reference_dir)
-    policy = load_model(policy_dir, device)
-    same = Path(policy_dir).resolve() == Path(reference_dir).resolve()
-    reference_model = policy if same else load_model(reference_dir, device)
-    limit = model_max_positions(policy)
-    max_prompt = tokenize.max_prompt_length if limit is None else min(tokenize.max_prompt_length,
-                                                                     limit - generate.max_new_tokens)
-    if max_prompt < 1:
-        raise ValueError(f"generate.max_new_tokens={generate.max_new_tokens} leaves no room for a prompt in the "
-                         f"model's {limit} positions")
-    params = SamplingParams(generate.max_new_tokens, generate.temperature, generate.top_p, generate.n_samples,
-                            generate.seed, generate.batch_size)
-    pad_id, run = pad_id_of(tokenizer), dict(run or {})
-    datasets, style = {}, None
-    for dataset, (split_path, out_path) in targets.items():
-        ids, prompts = heldout_prompts(split_path, generate.n_prompts)
-        encoded = encode_prompts(tokenizer, prompts, ids, generate.prompt_style, max_prompt)
-        style = encoded.style
-        samples = sample(policy, tokenizer, encoded, params, device, autocast)
-        ref = sample_logps(reference_model, encoded, samples, pad_id, generate.batch_size, device, autocast)
-        text_of = dict(zip(ids, prompts))
-        write_jsonl(out_path, ({**run, "dataset": dataset, **s.record(), "prompt": text_of[s.prompt_id],
-                                "ref_logprob": float(r)} for s, r in zip(samples, ref)))
-        datasets[dataset] = {"split": str(split_path), "split_sha256": manifest_sha256(split_path),
-                             "n_prompts": len(ids), "n_samples": len(samples), "samples": str(out_path)}
-        print(f"{dataset}: {len(samples)} samples of {len(ids)} prompts -> {out_path}", file=sys.stderr)
-    meta = {**run, "policy": str(policy_dir), "reference": str(reference_dir), "sampling": asdict(generate),
-            "prompt_style": style, "max_prompt_tokens": max_prompt, "autocast": autocast, "datasets": datasets,
-            "provenance": provenance(device, config)}
-    if targets or meta_out:
-        write_json(meta_out or Path(next(iter(targets.values()))[1]).parent / GENERATION_META, meta)
-    return meta
-
-
-def gold_judge(judge: JudgeConfig, device: str = "cpu", autocast: str = "none"):
-    """The judge ``judge`` names: the planted rule (no torch imported) or a reward model, reading no more
-    tokens than the model takes (``RewardModelJudge`` cuts the prompt's start, keeping the completion)."""
-    from p2o.model.planted import PLANTED, PlantedJudge
-
-    if judge.name == PLANTED:
-        return PlantedJudge()
-    from p2o.model.generate import model_max_positions
-    from p2o.model.judge import RewardModelJudge
-
-    scorer = RewardModelJudge(judge.name, judge.revision, device, judge.batch_size, autocast=autocast)
-    limits = [model_max_positions(scorer.model), getattr(scorer.tokenizer, "model_max_length", None)]
-    scorer.max_length = min([scorer.max_length, *(n for n in limits if isinstance(n, int) and n > 0)])
-    return scorer
-
-
-def judge_provenance(judge: JudgeConfig, device: str, config: Mapping | None) -> dict:
-    """``p2o.provenance.provenance``, less the torch threads for the planted judge (which runs without torch)."""
-    if judge.name != PLANTED_JUDGE:
-        return provenance(device, config)
-    from p2o.provenance import config_sha256, cpu_name, git_commit, versions
-
-    out = {"git_commit": git_commit(), "versions": versions(), "device": device, "device_name": cpu_name()}
-    if config is not None:
-        out.update(config_sha256=config_sha256(config), config=dict(config))
-    return out
-
-
-def generation_meta(samples_path: PathLike) -> dict:
-    """The ``generation.json`` beside a samples file ({} when there is none)."""
-    path = Path(samples_path).parent / GENERATION_META
-    return read_json(path) if path.exists() else {}
-
-
-def judge(samples: Mapping[str, PathLike], baseline: Mapping[str, PathLike], out: Mapping[str, PathLike],
-          judge: JudgeConfig, device: str = "cpu", run: Mapping | None = None, config: Mapping | None = None,
-          autocast: str = "none") -> dict[str, dict]:
-    """Scores a policy's samples (dataset -> JSONL of ``generate``) and the baseline's (the SFT model's,
-    on the same prompts) with the gold judge and writes, per dataset, one JSON to ``out[dataset]``:
-    ``mean_reward`` (gold) and ``baseline_mean_reward``, ``win_rate`` against the baseline (sample k
-    against sample k of the same prompt; a tie counts half), ``lc_win_rate`` (length-controlled),
-    ``tie_rate``, ``kl_k1``, ``kl_k2``, ``kl_k3`` (Monte-Carlo KL(π ‖ π_ref), nats per completion),
-    ``mean_length`` (tokens), ``eos_rate``, ``n`` (samples), with the judge, the sampling settings and
-    prompt style (from ``generation.json``, which must agree with the baseline's) and the provenance."""
-    import pandas as pd
-
-    from p2o.report.winrate import compare_to_baseline, generation_summary
-
-    scorer, run = gold_judge(judge, device, autocast), dict(run or {})
-    records = {}
-    for dataset, path in samples.items():
-        meta, base_meta = generation_meta(path), generation_meta(baseline[dataset])
-        sampling = {k: meta.get("sampling", {}).get(k) for k in SAMPLING_KEYS}
-        base_sampling = {k: base_meta.get("sampling", {}).get(k) for k in SAMPLING_KEYS}
-        if meta and base_meta and sampling != base_sampling:
-            raise ValueError(f"{path} and the baseline {baseline[dataset]} were sampled differently: "
-                             f"{sampling} against {base_sampling}")
-        rows, base = pd.DataFrame(read_jsonl(path)), pd.DataFrame(read_jsonl(baseline[dataset]))
-        if rows.empty or base.empty:
-            raise ValueError(f"no samples in {path if rows.empty else baseline[dataset]}")
-        rows["score"] = scorer.score(rows["prompt"].tolist(), rows["text"].tolist())
-        base["score"] = scorer.score(base["prompt"].tolist(), base["text"].tolist())
-        m, b = compare_to_baseline(rows, base), generation_summary(base)
-        record = {**run, "dataset": dataset, "mean_reward": m["mean_score"], "baseline_mean_reward": b["mean_score"],
-                  "win_rate": m["win_rate"], "lc_win_rate": m["lc_win_rate"], "tie_rate": m["tie_rate"],
-                  "kl_k1": m["kl_k1"], "kl_k2": m["kl_k2"], "kl_k3": m["kl_k3"], "mean_length": m["mean_length"],
-                  "eos_rate": m["eos_rate"], "n": m["n_samples"], "n_pairs": m["n_pairs"],
-                  "baseline_mean_length": b["mean_length"], "baseline_eos_rate": b["eos_rate"],
-                  "judge": {"name": judge.name, "revision": judge.revision},
-                  "prompt_style": meta.get("prompt_style"), "sampling": sampling,
-                  "samples": str(path), "baseline": str(baseline[dataset]),
-                  "policy": meta.get("policy"), "provenance": judge_provenance(judge, device, config)}
-        write_json(out[dataset], record)
-        print(f"{dataset}: gold reward {record['mean_reward']:.3f} (SFT {record['baseline_mean_reward']:.3f})  win "
-              f"rate {record['win_rate']:.3f}  LC {record['lc_win_rate']:.3f}  KL k3 {record['kl_k3']:.3f}  -> "
-              f"{out[dataset]}", file=sys.stderr)
         records[dataset] = record
     return records

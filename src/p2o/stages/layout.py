@@ -115,7 +115,7 @@ class Layout:
         return self.path("evaluate", method, f"seed{seed}", f"{dataset}.json")
 
     def generation(self, model: str, seed=None) -> str:
-        """The folder of a model's samples (``jobs.generate``): a method's at ``seed``, or the SFT
+        """The folder of a model's samples (``p2o.stages.generation.generate``): a method's at ``seed``, or the SFT
         model's (``model`` ``sft``), shared (``seed`` None) or one seed's own."""
         return self.path("generate", model) if seed is None else self.path("generate", model, f"seed{seed}")
 
