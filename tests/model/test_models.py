@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import torch
 
-from p2o.config import ModelConfig, TinyModelConfig, TokenizeConfig
+from p2o.config import ConfigError, ModelConfig, TinyModelConfig, TokenizeConfig
 from p2o.model.logps import pair_logps
 from p2o.model.loading import init_base_model, load_model, load_tokenizer, load_smollm2_gguf, save_model
 from p2o.model.tokenize import collate_pairs, tokenize_pairs
@@ -29,7 +29,7 @@ def test_tiny_route_round_trips_through_a_folder(tmp_path):
 
 
 def test_unknown_hub_model_fails_clearly_offline(tmp_path):
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match="config key 'model.name_or_path': './no/such/model' is neither a local"):
         init_base_model(ModelConfig(name_or_path="./no/such/model"), tmp_path / "x")
 
 

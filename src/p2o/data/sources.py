@@ -102,6 +102,9 @@ def hub_commit(repo_type: str, repo_id: str, revision: str | None, key: str) -> 
     info = HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info
     try:
         sha = info(repo_id, revision=revision).sha
+    except errors.HFValidationError:
+        raise ConfigError(f"config key '{repo_key}': {repo_id!r} is neither a local path that exists nor a hub "
+                          f"id (name or namespace/name)") from None
     except errors.RevisionNotFoundError:
         raise ConfigError(f"config key '{key}.revision': the hub {repo_type} '{repo_id}' has no revision "
                           f"{revision!r} (a commit sha, branch or tag)") from None
