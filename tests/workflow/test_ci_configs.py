@@ -35,3 +35,14 @@ def test_every_stated_difference_is_marked_in_the_yaml_file():
     lines = (REPO / ".ci" / "slurm" / "reduced.yaml").read_text().splitlines()
     marked = {line.split(":")[0] for line in lines if "# Slurm:" in line}
     assert marked == set(SLURM_ONLY)
+
+
+def test_slurm_test_profile_fits_every_rule_the_user_profile_sizes_to_the_test_node():
+    """Every rule the user's Slurm profile gives threads or resources (sized for a GPU node) is sized
+    down in the test's profile; one left out asks the 2-CPU test node for more than it has and waits
+    in the queue for ever (Slurm's reason: PartitionConfig)."""
+    user = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    test = yaml.safe_load((REPO / ".ci" / "slurm" / "profile" / "config.yaml").read_text())
+    assert set(user["set-threads"]) - set(test["set-threads"]) == set()
+    sized = {rule for rule, res in user["set-resources"].items() if "mem_mb" in (res or {})}
+    assert sized - set(test["set-resources"]) == set()
