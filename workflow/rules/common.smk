@@ -23,6 +23,8 @@ except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
 
 DATASETS = CFG.data.names  # training order
+# pairs per dataset set aside for the trained gold judge (judge.name: trained), 0 for another judge
+N_GOLD = CFG.judge.n_pairs if CFG.judge.trained else 0
 MAIN_METHODS = CFG.method_names  # the original protocol: order of table rows and legends
 MATCHED_METHODS = CFG.matched_names  # rows of the compute-matched table (every method at K steps per batch)
 METHODS = CFG.all_method_names  # everything trained: the above plus the K-step reruns
@@ -99,7 +101,7 @@ def get_prepare_params(wildcards):
     data = CFG.data
     return {"format": ds.format, "min_score_ratio": ds.min_score_ratio,
             "max_pairs_per_prompt": ds.max_pairs_per_prompt, "n_train": data.n_train,
-            "n_eval": data.n_eval, "split_salt": data.split_salt}
+            "n_eval": data.n_eval, "split_salt": data.split_salt, "n_gold": N_GOLD}
 
 
 def split_files(part):

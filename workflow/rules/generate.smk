@@ -5,6 +5,8 @@
 #
 #   generate_sft (the baseline), generate {method} x {seed} -> judge {method} x {seed}
 #     -> generation_aggregate -> generation_report (win-rate table, reward-vs-KL figure, samples appendix)
+#   judge.name: trained adds train_judge: a Bradley-Terry reward model from the SFT model's body, trained
+#     on every dataset's gold pool (judge.n_pairs pairs whose prompts no split holds), scored on the held-out splits
 #
 # One job per model covers every dataset (loading the libraries costs more than sampling a split).
 
@@ -25,6 +27,11 @@ def baseline_samples(wildcards):
 
 def get_baseline_meta(wildcards):
     return layout.generation_meta(SFT_BASELINE, None if MODEL_SEED is None else wildcards.seed)
+
+
+def get_judge_model(wildcards):
+    """The trained judge's folder and its held-out accuracy, when the workflow trains the judge."""
+    return {"judge_model": layout.gold_judge().model, "judge_heldout": layout.gold_judge_heldout()} if N_GOLD else {}
 
 
 def judge_files():
@@ -70,8 +77,34 @@ rule generate:
         "../scripts/generate.py"
 
 
+rule train_judge:
+    input:
+        model=RM_SFT,
+        pools=split_files("gold"),
+        heldout=split_files("eval"),
+    output:
+        model=directory(layout.gold_judge().model),
+        log=layout.gold_judge().log,
+        summary=layout.gold_judge().summary,
+        heldout=layout.gold_judge_heldout(),
+    params:
+        datasets=DATASETS,
+        train=section(CFG.judge_optim),
+        tokenize=section(CFG.tokenize),
+        seed=CFG.judge.seed,
+        code=code_of("train_judge.py"),
+    threads: MODEL_THREADS
+    resources:
+        gpu=1,
+    log:
+        "logs/gold_judge.log",
+    script:
+        "../scripts/train_judge.py"
+
+
 rule judge:
     input:
+        unpack(get_judge_model),
         samples=[layout.samples("{method}", "{seed}", d) for d in DATASETS],
         meta=layout.generation_meta("{method}", "{seed}"),
         baseline=baseline_samples,
@@ -81,6 +114,7 @@ rule judge:
     params:
         datasets=DATASETS,
         judge=section(CFG.judge),
+        tokenize=section(CFG.tokenize) if N_GOLD else {},
         code=code_of("judge.py"),
     threads: JUDGE_THREADS
     resources:
@@ -109,6 +143,7 @@ rule generation_aggregate:
 # compute-matched reruns too); the appendix shows the first seed's samples.
 rule generation_report:
     input:
+        unpack(get_judge_model),
         summary=layout.aggregate("generation_summary"),
         tidy=layout.aggregate("generation"),
         baseline=[layout.samples(SFT_BASELINE, None if MODEL_SEED is None else SEEDS[0], d) for d in DATASETS],
@@ -123,6 +158,7 @@ rule generation_report:
         datasets=DATASETS,
         seed=SEEDS[0],
         judge=CFG.judge.name,
+        judge_pairs=N_GOLD,
         n_prompts=CFG.generate.n_prompts,
         n_samples=CFG.generate.n_samples,
         max_new_tokens=CFG.generate.max_new_tokens,

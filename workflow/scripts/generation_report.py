@@ -1,13 +1,21 @@
 import pandas as pd
 
 from _common import log_to
-from p2o.io import atomic_path, write_text
+from p2o.io import atomic_path, read_json, write_text
 from p2o.report.generation import reward_kl_figure, samples_appendix, winrate_csv, winrate_table
 
 log_to(snakemake)
 p, inp, out = snakemake.params, snakemake.input, snakemake.output
 summary, tidy = pd.read_csv(inp.summary), pd.read_csv(inp.tidy)
-judge = "the demo's planted rule" if p.judge == "planted" else f"the reward model \\texttt{{\\detokenize{{{p.judge}}}}}"
+if p.judge == "planted":
+    judge = "the demo's planted rule"
+elif p.judge_pairs:  # the trained judge: what its verdicts are worth, on pairs it never saw
+    heldout = read_json(inp.judge_heldout)["heldout"]
+    accuracy = ", ".join(f"{name} {m['eval_rewards/accuracies']:.2f}" for name, m in heldout.items())
+    judge = (f"a Bradley--Terry reward model the workflow trains on {p.judge_pairs} pairs per dataset whose prompts "
+             f"no policy trains or is evaluated on (held-out accuracy: {accuracy})")
+else:
+    judge = f"the reward model \\texttt{{\\detokenize{{{p.judge}}}}}"
 caption = (f"Judged by what the models generate: win rate of each method's samples against the SFT model's on the "
            f"same held-out prompts ({p.n_prompts} per dataset, {p.n_samples} sample(s) each, at most "
            f"{p.max_new_tokens} new tokens, temperature {p.temperature:g}, top-$p$ {p.top_p:g}), judged by {judge}; a "

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from p2o.config.fields import REQUIRED, ConfigError, section, setting
+from p2o.config.generation import (  # noqa: F401  (re-exported: the names workflow and library import from here)
+    DEMO_FILE_NAMES, PLANTED_JUDGE, SFT_BASELINE, TRAINED_JUDGE, GenerateConfig, JudgeConfig)
 from p2o.config.methods import MethodSpec, default_method, is_registered_loss, method_spec
 
 DATASET_NAME = "^[a-z][a-z0-9]*$"  # prefixes every pair id and names the dataset's files
@@ -164,66 +166,6 @@ class ComputeMatchedConfig:
 
 
 REWARD_MODEL = "rm"  # the reward model's name in the experiment's paths, tables and figures
-SFT_BASELINE = "sft"  # the SFT model's name among the generating models (results/generate/sft/)
-PLANTED_JUDGE = "planted"  # the demo's planted rule as the gold judge (p2o.model.planted)
-DEMO_FILE_NAMES = ("hh.jsonl", "shp.jsonl", "ultrafeedback.jsonl")  # p2o.data.demo.DEMO_FILES, torch-free here
-
-
-@dataclass
-class GenerateConfig:
-    """Sampling from every trained model and the SFT model on held-out prompts (``p2o.model.generate``),
-    for the gold judge and the Monte-Carlo KL."""
-
-    # rows decoded together: samples agree to float rounding at another batch size, so no rerun trigger
-    RUN_ONLY: ClassVar[tuple[str, ...]] = ("batch_size",)
-
-    n_prompts: int = setting(100, "held-out prompts per dataset, the first ones of the held-out split (distinct "
-                                  "prompts, split order; fewer when the split has fewer)", minimum=1)
-    n_samples: int = setting(1, "completions per prompt", minimum=1)
-    max_new_tokens: int = setting(64, "tokens per completion at most (the EOS included); the prompt is cut from "
-                                      "the left to tokenize.max_prompt_length and to the model's positions less "
-                                      "this", minimum=1)
-    temperature: float = setting(1.0, "softmax temperature (0: greedy); 1 with top_p 1 samples from the policy "
-                                      "itself, so that the KL estimates are honest Monte-Carlo estimates",
-                                 minimum=0)
-    top_p: float = setting(1.0, "nucleus sampling: the smallest top set of mass >= top_p (1: off)",
-                           exclusiveMinimum=0, maximum=1)
-    seed: int = setting(0, "sampling seed; each (prompt, sample) draws from its own generator seeded by it, the "
-                           "same for every model (common random numbers)", minimum=0)
-    prompt_style: str = setting("dataset", "dataset (the prompt text as training read it) or chat (through the "
-                                           "tokenizer's chat template, for a chat model)",
-                                choices=("dataset", "chat"))
-    batch_size: int = setting(16, "rows (prompt x sample) decoded together", minimum=1)
-
-
-@dataclass
-class JudgeConfig:
-    """The gold judge of generated text: the demo's planted rule, or a reward model from the hub."""
-
-    # texts scored together: scores agree to float rounding at another batch size, so no rerun trigger
-    RUN_ONLY: ClassVar[tuple[str, ...]] = ("batch_size",)
-
-    name: str = setting("OpenAssistant/reward-model-deberta-v3-large-v2",
-                        "planted (the demo's planted rule; demo data only) or a sequence-classification reward "
-                        "model's hub id or local folder", nonempty=True)
-    revision: str | None = setting(None, "hub revision of the reward model")
-    batch_size: int = setting(16, "completions scored together (reward model)", minimum=1)
-
-    @property
-    def neural(self) -> bool:
-        """Whether the judge is a model (a GPU helps) rather than the planted rule."""
-        return self.name != PLANTED_JUDGE
-
-    def check(self, cfg: Config, key: str) -> None:
-        """The planted rule is the demo data's own labelling rule: on other data it means nothing."""
-        if self.name != PLANTED_JUDGE:
-            return
-        for name in cfg.data.names:
-            source = cfg.data.datasets[name].source
-            if source.replace("\\", "/").rsplit("/", 1)[-1] not in DEMO_FILE_NAMES:
-                raise ConfigError(f"config key '{key}.name': 'planted' judges only the demo data (the rule the "
-                                  f"demo's pairs were labelled by), but dataset {name!r} reads {source!r}; name a "
-                                  f"reward model instead")
 
 
 @dataclass
@@ -299,6 +241,12 @@ class Config:
     def seeded_models(self) -> bool:
         """Whether each training seed has its own initial model, SFT model and reference log-probs."""
         return self.seed_scope == "pipeline"
+
+    @property
+    def judge_optim(self) -> OptimConfig:
+        """The trained gold judge's optimiser: ``train``'s, with the judge's epochs and learning rate and no
+        held-out curves."""
+        return dataclasses.replace(self.train, epochs=self.judge.epochs, eval_every=0, lr=self.judge.lr or self.train.lr)
 
     @property
     def method_names(self) -> list[str]:

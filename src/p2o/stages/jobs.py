@@ -38,14 +38,24 @@ from p2o.training.fingerprint import Fingerprint, input_digests
 PathLike = str | Path
 
 
-def load_split(tokenizer, path: PathLike, dataset: str, tokenize: TokenizeConfig):
-    """A prepared split file, tokenised."""
+def read_prepared(path: PathLike):
+    """A prepared split file as a DataFrame (``p2o.data.read_split``), or an error saying how to make it."""
     from p2o.data import read_split
-    from p2o.model.tokenize import tokenize_pairs
 
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} not found; prepare the data first (p2o prepare)")
-    df = read_split(path)
+    return read_split(path)
+
+
+def load_split(tokenizer, path: PathLike, dataset: str, tokenize: TokenizeConfig):
+    """A prepared split file, tokenised."""
+    return tokenize_frame(tokenizer, read_prepared(path), dataset, tokenize)
+
+
+def tokenize_frame(tokenizer, df, dataset: str, tokenize: TokenizeConfig):
+    """A split's pairs (``read_prepared``), tokenised (``p2o.model.tokenize.tokenize_pairs``)."""
+    from p2o.model.tokenize import tokenize_pairs
+
     return tokenize_pairs(tokenizer, dataset, df["id"].tolist(), df["prompt"].tolist(), df["chosen"].tolist(),
                           df["rejected"].tolist(), tokenize)
 
@@ -54,12 +64,17 @@ def pad_id_of(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def manifest_sha256(split_path: PathLike) -> str | None:
-    """sha256 of a prepared split, from the manifest beside it."""
+def split_record(split_path: PathLike) -> dict:
+    """A prepared split's ``{n, sha256}``, from the manifest beside it ({} without one)."""
     manifest = Path(split_path).parent / "manifest.json"
     if not manifest.exists():
-        return None
-    return read_json(manifest)["splits"][Path(split_path).stem]["sha256"]
+        return {}
+    return read_json(manifest)["splits"][Path(split_path).stem]
+
+
+def manifest_sha256(split_path: PathLike) -> str | None:
+    """sha256 of a prepared split, from the manifest beside it."""
+    return split_record(split_path).get("sha256")
 
 
 def download(ds: DatasetConfig, out_path: PathLike, source_path: PathLike | None = None,
@@ -254,7 +269,6 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, targets: Mapping[str, Ev
     """Held-out metrics of ``policy_dir`` against the reference model ``model_dir`` on every split of
     ``targets`` (dataset -> ``EvalTarget``), at the precision ``autocast`` the policy trained at; the
     models are loaded once. ``run`` (method, seed, ...) and ``config`` are recorded with the metrics."""
-    from p2o.data import read_split
     from p2o.data.splits import prompt_key
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer
@@ -265,12 +279,13 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, targets: Mapping[str, Ev
     policy, reference_model = load_model(policy_dir, device), load_model(model_dir, device)
     records = {}
     for dataset, target in targets.items():
-        split = load_split(tokenizer, target.split, dataset, tokenize)
+        pairs = read_prepared(target.split)
+        split = tokenize_frame(tokenizer, pairs, dataset, tokenize)
         ref = ReferenceLogps.load(target.reference, split, tokenize, autocast)
         with precision(autocast, device):
             metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
                                      evaluate.batch_size, device, per_pair=True)
-        metrics["pairs"]["prompt"] = [prompt_key(p) for p in read_split(target.split)["prompt"]]  # bootstrap clusters
+        metrics["pairs"]["prompt"] = [prompt_key(p) for p in pairs["prompt"]]  # bootstrap clusters
         record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir),
                   "split_sha256": manifest_sha256(target.split), **metrics, "provenance": provenance(device, config)}
         write_json(target.out, record)

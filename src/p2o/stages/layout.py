@@ -4,7 +4,7 @@ One place names the paths, for the workflow's rules (root ``results``) and for t
 line (root ``--workdir``, default ``runs``)::
 
     raw/{dataset}.jsonl, {dataset}.source.json       download: the rows and their source record
-    data/{dataset}/{train,eval}.jsonl, manifest.json  prepare
+    data/{dataset}/{train,eval}.jsonl, manifest.json  prepare (and gold.jsonl: the trained judge's pool)
     base/                                            init_model
     sft/{model/, log.jsonl, summary.json}            sft: the reference model
     reference/{dataset}_{part}.pt                    reference log-probs, once per split
@@ -14,6 +14,7 @@ line (root ``--workdir``, default ``runs``)::
     generate/{method}/seed{seed}/{dataset}.jsonl, generation.json   samples of a trained model
     generate/sft/{dataset}.jsonl (generate/sft/seed{seed}/...)      the SFT model's, the baseline
     judge/{method}/seed{seed}/{dataset}.json         gold reward, win rate against SFT, KL estimates
+    gold_judge/{model/, log.jsonl, summary.json, heldout.json}    the trained gold judge (judge.name: trained)
     aggregate/{name}.csv                             tidy results and summaries
     rm_experiment/{dataset}/...                      reward model versus DPO (``Layout.rm_*``)
     tables/{name}.csv, paper/generated/{name}, paper/main.pdf
@@ -129,6 +130,14 @@ class Layout:
 
     def judge(self, method: str, seed, dataset: str) -> str:
         return self.path("judge", method, f"seed{seed}", f"{dataset}.json")
+
+    def gold_judge(self) -> Run:
+        """The reward model the workflow trains as the gold judge (``judge.name: trained``)."""
+        return Run(self.path("gold_judge"))
+
+    def gold_judge_heldout(self) -> str:
+        """Its accuracy on every held-out split (pairs it never saw)."""
+        return _join(self.gold_judge().dir, "heldout.json")
 
     def aggregate(self, name: str) -> str:
         return self.path("aggregate", f"{name}.csv")
