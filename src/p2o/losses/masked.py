@@ -14,6 +14,11 @@ from torch import Tensor
 REDUCTIONS = ("sequence", "token")
 
 
+def at_least_float32(x: Tensor) -> Tensor:
+    """x in float32, or in its own dtype when that is wider (float64 stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     """Σ x·m over ``dim`` (all elements when ``None``)."""
     x = x * mask

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from p2o.losses.masked import masked_sum
+from p2o.losses.masked import at_least_float32, masked_sum
 from p2o.losses.token_rewards import KL_COEF, approx_kl
 
 Metrics = dict[str, Tensor]
@@ -45,7 +45,7 @@ def sequence_reward(scores: Tensor, logps: Tensor, ref_logps: Tensor, action_mas
     """R(x, y) = r_RM(x, y) − kl_coef·Σ_t KL_t, ``(B,)``: TRL RLOO's ``rlhf_reward`` (score minus the
     summed per-token KL of ``p2o.losses.token_rewards.approx_kl``). Detached."""
     kl = approx_kl(logps.detach(), ref_logps.detach(), action_mask, kl_estimator)
-    return scores.detach().float() - kl_coef * masked_sum(kl, action_mask, dim=-1)
+    return at_least_float32(scores.detach()) - kl_coef * masked_sum(kl, action_mask, dim=-1)
 
 
 def rloo_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, action_mask: Tensor,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from p2o.losses.masked import last_action_index
+from p2o.losses.masked import at_least_float32, last_action_index
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 KL_COEF = 0.01       # kl_coef of the per-token KL penalty (RTO's script; OpenRLHF's init_kl_coef 0.01)
@@ -36,7 +36,7 @@ def approx_kl(logps: Tensor, ref_logps: Tensor, action_mask: Tensor | None = Non
     Schulman (2020) and OpenRLHF's ``compute_approx_kl`` (``kl_estimator``); each is 0 when π = π_ref.
     Computed in float32 or wider; 0 off the mask.
     """
-    log_ratio = logps.float() - ref_logps.float()
+    log_ratio = at_least_float32(logps) - at_least_float32(ref_logps)
     if estimator == "k1":
         kl = log_ratio
     elif estimator == "k2":
@@ -71,12 +71,13 @@ def dense_dpo_reward(dpo_logps: Tensor, ref_logps: Tensor, action_mask: Tensor, 
                      clip: float = DENSE_CLIP) -> Tensor:
     """RTO's dense token reward d_t = clamp(β₁·(log π_dpo(a_t|s_t) − log π_ref(a_t|s_t)), −c, c), 0 off the mask.
 
-    Zhong et al. 2024, Algorithm 1 and their practical version (sec. 5): π_dpo is a DPO policy trained
-    from the same SFT model π_ref; defaults β₁ = 0.05, c = 0.05 (their script).
+    Zhong et al. 2024, their practical implementation: π_dpo is a DPO policy trained from the same SFT
+    model π_ref, so β₁·log(π_dpo/π_ref) is DPO's implicit token reward; defaults β₁ = 0.05, c = 0.05
+    (their script).
     """
     if clip < 0:
         raise ValueError(f"the dense reward clip c must be >= 0, got {clip}")
-    d = (beta * (dpo_logps.float() - ref_logps.float())).clamp(-clip, clip)
+    d = (beta * (at_least_float32(dpo_logps) - at_least_float32(ref_logps))).clamp(-clip, clip)
     return d * action_mask
 
 
@@ -90,15 +91,15 @@ def compute_reward(scores: Tensor, logps: Tensor, ref_logps: Tensor, action_mask
     KL_t = ``approx_kl(logps, ref_logps, estimator)`` with ``logps`` the rollout policy's (so k1 gives
     the penalty kl_coef·(log π_θ − log π_ref)(a_t|s_t)); ``scores`` ``(B,)`` the reward model's (after
     ``no_eos_penalty``); ``dense`` RTO's ``dense_dpo_reward`` or ``None`` (PPO). OpenRLHF's
-    ``compute_reward`` plus RTO's d_t (Zhong et al. 2024, eq. for r_t in sec. 5). ``reward_clip=None``
+    ``compute_reward`` plus RTO's d_t (Zhong et al. 2024, the reward of their practical implementation). ``reward_clip=None``
     leaves the score unclamped. Detached: rewards are targets.
     """
-    mask = action_mask.float()
-    kl = approx_kl(logps.detach(), ref_logps.detach(), mask, kl_estimator)
-    scores = scores.detach().float()
+    kl = approx_kl(logps.detach(), ref_logps.detach(), action_mask, kl_estimator)
+    mask = action_mask.to(kl.dtype)
+    scores = at_least_float32(scores.detach()).to(kl.dtype)
     if reward_clip is not None:
         scores = scores.clamp(-reward_clip, reward_clip)
     reward = -kl_coef * kl + at_last_action(scores, mask) * mask
     if dense is not None:
-        reward = reward + dense.detach().float() * mask
+        reward = reward + dense.detach().to(kl.dtype) * mask
     return reward
