@@ -165,10 +165,10 @@ def cmd_judge(args, cfg: Config) -> None:
 
 def cmd_train_judge(args, cfg: Config) -> None:
     """The trained gold judge (judge.name: trained) on the prepared gold pools, scored on the held-out splits."""
-    from p2o.stages.reward import train_gold_judge
+    from p2o.stages.reward import train_scored_reward_model
 
     layout, names = Layout(args.workdir), cfg.data.names
-    train_gold_judge(args.sft or layout.sft_of(model_seed(args, cfg)).model,
+    train_scored_reward_model(args.sft or layout.sft_of(model_seed(args, cfg)).model,
                      {name: layout.split(name, "gold") for name in names}, {name: layout.split(name, "eval") for name in names},
                      cfg.judge_optim, cfg.tokenize, cfg.judge.seed, layout.gold_judge().dir, layout.gold_judge_heldout(),
                      cfg.evaluate.batch_size, args.device, config=cfg.to_dict())

@@ -144,13 +144,13 @@ def test_the_trained_judge_scores_text_as_a_direct_forward_and_reports_its_heldo
     from p2o.data import read_split
     from p2o.model.loading import load_tokenizer
     from p2o.model.tokenize import collate_pairs, tokenize_pairs
-    from p2o.stages.reward import train_gold_judge
+    from p2o.stages.reward import train_scored_reward_model
     from p2o.training.reward_model import RewardModel, RewardModelJudge
 
     root, split = saved
     tok_cfg = TokenizeConfig(max_length=40, max_prompt_length=24)  # within the tiny model's 40 positions
     optim = OptimConfig(lr=1e-3, batch_size=2, epochs=1)
-    summary = train_gold_judge(root / "sft", {"hh": split}, {"hh": split}, optim, tok_cfg, 0, root / "gold",
+    summary = train_scored_reward_model(root / "sft", {"hh": split}, {"hh": split}, optim, tok_cfg, 0, root / "gold",
                                root / "gold" / "heldout.json", batch_size=4)
     heldout = read_json(root / "gold" / "heldout.json")
     assert heldout["heldout"]["hh"]["n_pairs"] == 5 and 0 <= heldout["mean_accuracy"] <= 1

@@ -34,8 +34,19 @@ def get_judge_model(wildcards):
     return {"judge_model": layout.gold_judge().model, "judge_heldout": layout.gold_judge_heldout()} if N_GOLD else {}
 
 
+# the offline-versus-online comparison: the original protocol's methods and the online ones
+COMPARED_METHODS = MAIN_METHODS + ONLINE_METHODS
+
+
+def run_summaries(method):
+    """The training summaries of a method's runs, every seed (online DPO: every iteration's)."""
+    if method == ONLINE_DPO:
+        return [layout.online_dpo(s, i).summary for s in SEEDS for i in range(1, OD.iterations + 1)]
+    return [layout.train(method, s).summary for s in SEEDS]
+
+
 def judge_files():
-    return expand(layout.judge("{method}", "{seed}", "{dataset}"), method=METHODS, seed=SEEDS, dataset=DATASETS)
+    return expand(layout.judge("{method}", "{seed}", "{dataset}"), method=JUDGED_METHODS, seed=SEEDS, dataset=DATASETS)
 
 
 rule generate_sft:
@@ -59,7 +70,7 @@ rule generate_sft:
 
 rule generate:
     input:
-        policy=layout.train("{method}", "{seed}").model,
+        policy=get_policy,
         model=get_sft_model,
         splits=split_files("eval"),
     output:
@@ -92,14 +103,15 @@ rule train_judge:
         train=section(CFG.judge_optim),
         tokenize=section(CFG.tokenize),
         seed=CFG.judge.seed,
-        code=code_of("train_judge.py"),
+        role="gold_judge",
+        code=code_of("train_scored_rm.py"),
     threads: MODEL_THREADS
     resources:
         gpu=1,
     log:
         "logs/gold_judge.log",
     script:
-        "../scripts/train_judge.py"
+        "../scripts/train_scored_rm.py"
 
 
 rule judge:
@@ -148,13 +160,17 @@ rule generation_report:
         tidy=layout.aggregate("generation"),
         baseline=[layout.samples(SFT_BASELINE, None if MODEL_SEED is None else SEEDS[0], d) for d in DATASETS],
         samples=[layout.samples(m, SEEDS[0], d) for m in MAIN_METHODS for d in DATASETS],
+        summaries=[s for m in COMPARED_METHODS for s in run_summaries(m)],
     output:
         table=layout.generated("table_winrate.tex"),
         csv=report(layout.table("winrate"), caption="../report/winrate.rst", category="Tables"),
         figure=report(layout.generated("reward_kl.pdf"), caption="../report/reward_kl.rst", category="Figures"),
         appendix=layout.generated("samples.tex"),
+        online=layout.generated("table_online.tex"),
     params:
         methods=MAIN_METHODS,
+        online_methods=ONLINE_METHODS,
+        summaries={m: run_summaries(m) for m in COMPARED_METHODS},
         datasets=DATASETS,
         seed=SEEDS[0],
         judge=CFG.judge.name,

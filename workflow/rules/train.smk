@@ -5,6 +5,8 @@ rule train:
         model=directory(layout.train("{method}", "{seed}").model),
         log=layout.train("{method}", "{seed}").log,
         summary=layout.train("{method}", "{seed}").summary,
+    wildcard_constraints:
+        method="|".join(METHODS),  # the offline methods (online ones: rules/online.smk)
     params:
         get_train_params,
         code=get_train_code,

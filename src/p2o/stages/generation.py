@@ -103,7 +103,7 @@ def gold_judge(judge: JudgeConfig, device: str = "cpu", autocast: str = "none", 
 
 def judge_record(judge: JudgeConfig, judge_model: PathLike | None) -> dict:
     """Which judge: its name and revision, and for the trained judge its folder and held-out accuracy
-    (from ``heldout.json`` beside the folder, ``p2o.stages.reward.train_gold_judge``)."""
+    (from ``heldout.json`` beside the folder, ``p2o.stages.reward.train_scored_reward_model``)."""
     record = {"name": judge.name, "revision": judge.revision}
     if judge.trained and judge_model is not None:
         heldout = Path(judge_model).parent / "heldout.json"
