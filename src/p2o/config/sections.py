@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from p2o.config.fields import REQUIRED, ConfigError, section, setting
 from p2o.config.generation import (  # noqa: F401  (re-exported: the names workflow and library import from here)
     DEMO_FILE_NAMES, PLANTED_JUDGE, SFT_BASELINE, TRAINED_JUDGE, GenerateConfig, JudgeConfig)
+from p2o.config.online import OnlineConfig
 from p2o.config.methods import MethodSpec, default_method, is_registered_loss, method_spec
 
 DATASET_NAME = "^[a-z][a-z0-9]*$"  # prefixes every pair id and names the dataset's files
@@ -236,6 +237,7 @@ class Config:
     generate: GenerateConfig = section(GenerateConfig, "sampling from every trained model and the SFT model on "
                                                        "held-out prompts")
     judge: JudgeConfig = section(JudgeConfig, "the gold judge of the samples: win rates against the SFT model")
+    online: OnlineConfig = section(OnlineConfig, "online RLHF against the proxy reward model (ppo, rto, rloo, ...)")
 
     @property
     def seeded_models(self) -> bool:
@@ -293,6 +295,7 @@ class Config:
                                   f"already a method in 'methods'")
         self.rm_experiment.check(self, "rm_experiment")
         self.judge.check(self, "judge")
+        self.online.check(self, "online")
         if SFT_BASELINE in self.methods:
             raise ConfigError(f"config key 'methods': {SFT_BASELINE!r} names the SFT model's samples; choose "
                               f"another method name")
