@@ -5,7 +5,7 @@
 #   train_proxy -> train_online {ppo, rto, rloo, regression_rl} x {seed}   (rto also reads the seed's DPO policy)
 #   train_proxy -> online DPO, per iteration i = 1..I and seed:
 #       online_dpo_sample (the policy of iteration i-1; the SFT model at i = 1: K samples per training prompt)
-#       -> online_dpo_label (the proxy's best and worst of each prompt's K) -> online_dpo_reference
+#       -> online_dpo_label (the proxy's best and worst of each prompt's K, and their reference log-probs)
 #       -> online_dpo_train (online_dpo.method's loss from the policy of iteration i-1)
 #   Each iteration is its own rule chain: an interrupted run keeps the iterations it finished.
 #
@@ -100,11 +100,14 @@ if ONLINE_DPO_ON:
         input:
             samples=[layout.online_dpo_samples("{seed}", "{iter}", d) for d in DATASETS],
             proxy=layout.proxy().model,
+            model=get_online_dpo_reference_model,
         output:
             pairs=[layout.online_dpo_pairs("{seed}", "{iter}", d) for d in DATASETS],
+            references=[layout.online_dpo_reference("{seed}", "{iter}", d) for d in DATASETS],
         params:
             datasets=DATASETS,
             tokenize=section(CFG.tokenize),
+            autocast=CFG.train.autocast,  # the precision training runs at (p2o.model.logps)
             code=code_of("online_dpo_label.py"),
         threads: MODEL_THREADS
         resources:
@@ -113,25 +116,6 @@ if ONLINE_DPO_ON:
             "logs/online_dpo/seed{seed}/iter{iter}/label.log",
         script:
             "../scripts/online_dpo_label.py"
-
-
-    rule online_dpo_reference:
-        input:
-            model=get_online_dpo_reference_model,
-            split=layout.online_dpo_pairs("{seed}", "{iter}", "{dataset}"),
-        output:
-            layout.online_dpo_reference("{seed}", "{iter}", "{dataset}"),
-        params:
-            tokenize=section(CFG.tokenize),
-            autocast=CFG.train.autocast,
-            code=code_of("reference.py"),
-        threads: MODEL_THREADS
-        resources:
-            gpu=1,
-        log:
-            "logs/online_dpo/seed{seed}/iter{iter}/reference_{dataset}.log",
-        script:
-            "../scripts/reference.py"
 
 
     rule online_dpo_train:
