@@ -294,6 +294,9 @@ OD = CFG.online.online_dpo
 PROXY_OPTIM = dataclasses.replace(CFG.train, epochs=CFG.online.proxy.epochs, eval_every=0,
                                   lr=CFG.online.proxy.lr or CFG.train.lr)
 OD_OPTIM = dataclasses.replace(CFG.train, eval_every=0)  # each online DPO iteration: train's epochs over its pairs
+if "rto" in ONLINE_METHODS and CFG.online.rto.dpo_method not in METHODS:
+    raise WorkflowError(f"invalid configuration: config key 'online.rto.dpo_method': RTO's π_dpo "
+                        f"{CFG.online.rto.dpo_method!r} is not a method the workflow trains ({METHODS})")
 
 
 def policy_run(method, seed):

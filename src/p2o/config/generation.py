@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from p2o.config.fields import ConfigError, setting
-
-if TYPE_CHECKING:
-    from p2o.config.sections import Config
 
 SFT_BASELINE = "sft"  # the SFT model's name among the generating models (results/generate/sft/)
 PLANTED_JUDGE = "planted"  # the demo's planted rule as the gold judge (p2o.model.planted)
@@ -75,7 +72,7 @@ class JudgeConfig:
         """Whether the workflow trains the judge (on ``n_pairs`` pairs per dataset of its own)."""
         return self.name == TRAINED_JUDGE
 
-    def check(self, cfg: Config, key: str) -> None:
+    def check(self, cfg, key: str) -> None:
         """The planted rule is the demo data's own labelling rule: on other data it means nothing; a
         trained judge learns from more pairs than any policy."""
         if self.trained and self.n_pairs <= cfg.data.n_train:
