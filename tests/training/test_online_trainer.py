@@ -201,3 +201,32 @@ def test_online_dpo_and_a_missing_critic_are_refused(task):
         OnlineTrainer(actor_critic(sft, "rloo"), "ppo", ONLINE, OPTIM, 0, tok, sft, EvenTokens())
     with pytest.raises(ValueError, match="rto: π_dpo is needed"):
         OnlineTrainer(actor_critic(sft, "rto"), "rto", ONLINE, OPTIM, 0, tok, sft, EvenTokens())
+
+
+def test_the_critic_starts_as_the_reward_model_and_trains(task):
+    from p2o.training.reward_model import RewardModel
+
+    _, sft, _ = task
+    body = GPT2Model(sft.config)
+    body.load_state_dict(sft.transformer.state_dict())
+    proxy = RewardModel(body, seed=3).requires_grad_(False)
+    critic = Critic.from_reward_model(proxy)
+    assert torch.equal(critic.head.weight, proxy.head.weight) and critic.head.weight is not proxy.head.weight
+    assert all(p.requires_grad for p in critic.parameters())
+    assert torch.equal(critic.backbone.wte.weight, proxy.backbone.wte.weight)
+
+
+@torch.no_grad()
+def test_per_token_logps_are_the_tempered_log_softmax(task):
+    from p2o.training.actor_critic import action_mask_of, per_token_logps
+
+    tok, sft, split = task
+    batch = pad_sequences(split.prompt[:3], split.chosen[:3], tok.pad_token_id)
+    got, mask = per_token_logps(sft, batch, temperature=2.0), action_mask_of(batch)
+    for row in range(3):
+        ids = split.prompt[row] + split.chosen[row]
+        logp = (sft(torch.tensor([ids])).logits[0, :-1] / 2.0).log_softmax(-1)
+        start = len(split.prompt[row]) - 1
+        naive = logp[torch.arange(start, len(ids) - 1), torch.tensor(ids[start + 1:])]
+        torch.testing.assert_close(got[row][mask[row].bool()], naive, atol=1e-5, rtol=1e-5)
+    assert torch.all(got[mask == 0] == 0)

@@ -134,11 +134,13 @@ class OnlineTrainer:
         rows = [prompts[j // self.samples] for j in range(len(samples))]
         batch = pad_sequences(rows, [s.token_ids for s in samples], self.pad_id).to(self.device)
         ended = torch.tensor([s.eos for s in samples], device=self.device)
+        lengths = batch.response_mask.sum(-1)  # (B,) sampled tokens per row
+        generated = int(lengths.sum())
         c = self.work()
-        c.forward_passes += max(s.n_tokens for s in samples)  # decode steps, each one batch forward
-        c.forward_tokens += sum(len(p) for p in rows) + sum(s.n_tokens - 1 for s in samples)
-        c.forward_head_tokens += sum(s.n_tokens for s in samples)
-        c.generated_tokens += sum(s.n_tokens for s in samples)
+        c.forward_passes += int(lengths.max())  # decode steps, each one batch forward
+        c.forward_tokens += batch.n_tokens - len(samples)  # the prompt once, every sampled token but the last
+        c.forward_head_tokens += generated
+        c.generated_tokens += generated
         return batch, ended, c
 
     @torch.no_grad()
