@@ -14,7 +14,8 @@ below), so parsing a config never imports torch:
                   maths of online RLHF on per-token tensors under an action mask (KL estimators and
                   token rewards with RTO's dense term, GAE and PPO's clipped losses, RLOO, regression
                   RL, online DPO's pair selection), not registered
-    p2o.training  one training loop for SFT, preference training and the reward model; the inputs a
+    p2o.training  one training loop for SFT, preference training, the reward model and the online
+                  trainers (PPO, RTO, RLOO, regression RL: actor and critic in one module); the inputs a
                   loss declares, computed per step; compute spent; an online rollout's ``Experience``
                   (rewards, advantages and returns, built once from per-token tensors)
     p2o.report    aggregate tables, significance, win rates and Monte-Carlo KL of samples, LaTeX

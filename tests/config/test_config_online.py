@@ -18,6 +18,10 @@ def test_defaults_are_the_sources():
     assert (on.rto.beta1, on.rto.dense_clip, on.rto.kl_coef, on.rto.dpo_method) == (0.05, 0.05, 0.01, "dpo")
     assert on.rloo.k == 2 and on.online_dpo.iterations == 2 and on.online_dpo.reference == "sft"
     assert on.lr_of(cfg.train.lr) == cfg.train.lr
+    proxy = on.proxy_optim(cfg.train)
+    assert (proxy.epochs, proxy.lr, proxy.batch_size) == (2, cfg.train.lr, cfg.train.batch_size)
+    tuned = load_config(*BASE, overrides={"online": {"proxy": {"lr": 1e-4, "epochs": 3}}}).online.proxy_optim(cfg.train)
+    assert (tuned.epochs, tuned.lr) == (3, 1e-4)
 
 
 def test_online_methods_load():

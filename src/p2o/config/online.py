@@ -10,6 +10,7 @@ Bradley–Terry reward model all of them optimise, trained on the training pairs
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from p2o.config.fields import ConfigError, section, setting
@@ -145,3 +146,8 @@ class OnlineConfig:
     def lr_of(self, train_lr: float) -> float:
         """The online peak learning rate: ``lr``, or ``train.lr`` when null."""
         return self.lr if self.lr is not None else train_lr
+
+    def proxy_optim(self, train):
+        """The proxy reward model's optimiser: ``train``'s (an ``OptimConfig``) with ``proxy.epochs``,
+        ``proxy.lr`` (null: train.lr) and no held-out curves."""
+        return dataclasses.replace(train, epochs=self.proxy.epochs, eval_every=0, lr=self.proxy.lr or train.lr)
