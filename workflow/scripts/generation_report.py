@@ -30,7 +30,7 @@ reward_kl_figure(tidy, compared, p.datasets, out.figure)  # the offline and onli
 if p.online_methods:
     online_caption = (f"Offline against online preference learning, judged by what the models generate (as in "
                       f"Table~\\ref{{tab:winrate}}, judged by {judge}). The online methods learn from their own samples, "
-                      f"scored by a proxy Bradley--Terry reward model trained on the training pairs. PFLOP: training "
+                      f"scored by a proxy Bradley--Terry reward model trained on the training pairs. FLOPs: training "
                       f"compute per run, mean over seeds: a PPO-style run's counts its sampling, scoring, reference and "
                       f"critic passes; online DPO's, its iterations' training on the labelled pairs (not their "
                       f"sampling and labelling).")

@@ -53,7 +53,7 @@ def winrate_table(summary: pd.DataFrame, methods: list[str], datasets: list[str]
     """A row per method: the win rate against the SFT model on each dataset, then over all datasets
     the win rate, the length-controlled one, the gold reward, the KL (k3) and the length; mean ± 95 %
     CI over seeds, the best in each column in bold. ``compute`` (method -> training FLOPs, mean over
-    seeds) adds a last column in PFLOP."""
+    seeds) adds a last column."""
     rows = summary.set_index(["method", "dataset", "metric"])
     columns = [(d, "win_rate") for d in datasets] + [("all", m) for m in TABLE_METRICS]
     best = {}
@@ -64,7 +64,7 @@ def winrate_table(summary: pd.DataFrame, methods: list[str], datasets: list[str]
             top = (max if direction == "max" else min)(means.values())
             best[d, metric] = {m for m, v in means.items() if abs(v - top) <= 1e-12}
     header = " & ".join([f"{d.upper()}" for d in datasets] + [GENERATION_LABELS[m] for m in TABLE_METRICS]
-                        + (["PFLOP"] if compute is not None else []))
+                        + (["FLOPs"] if compute is not None else []))
     extra = int(compute is not None)
     lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
              "\\resizebox{\\linewidth}{!}{%",  # nine columns of mean ± CI: wider than the text
@@ -83,7 +83,7 @@ def winrate_table(summary: pd.DataFrame, methods: list[str], datasets: list[str]
             digits = 1 if metric == "mean_length" else 3
             cells.append(_fmt(r["mean"], r["ci95"], digits, method in best.get((d, metric), ())))
         if compute is not None:
-            cells.append(f"{compute[method] / 1e15:.3g}" if method in compute else "--")
+            cells.append(f"{compute[method]:.2e}".replace("e+", "e") if method in compute else "--")
         lines.append(f"{latex_name(method)} & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
     return "\n".join(lines)
