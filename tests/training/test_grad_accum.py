@@ -10,6 +10,7 @@ needs tokens would show.
 from __future__ import annotations
 
 import copy
+import tempfile
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from p2o.model.tokenize import pad_sequences, tokenize_pairs
 import p2o.training.loop as loop
 from p2o.training.parallel import chunks
 from p2o.training.preference import train_preference
+from p2o.training.reward_model import RewardModel, train_reward_model
 from p2o.training.sft import sft
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -156,3 +158,22 @@ def test_checkpointing_recomputes_every_block_without_dropout(eight):
     sequence_logps(policy, batch)[0].sum().backward()
     assert len(calls) == len(policy.transformer.h) > 0
     assert not any(m.training for m in policy.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def train_rm(eight, **kw):
+    tok, model, split, _ = eight
+    rm = RewardModel(copy.deepcopy(model.base_model), seed=0)
+    with tempfile.TemporaryDirectory() as tmp, JsonlLog(f"{tmp}/log.jsonl") as log:
+        train_reward_model(rm, [split], optim(**kw), 0, tok.pad_token_id, log)
+    return rm, [r for r in log.records if r["kind"] == "train"]
+
+
+@pytest.mark.parametrize("how", [{"grad_accum": 4}, {"gradient_checkpointing": True}],
+                         ids=["grad_accum", "gradient_checkpointing"])
+def test_the_reward_model_too(eight, how):
+    (a, log_a), (b, log_b) = train_rm(eight), train_rm(eight, **how)
+    assert log_b[0]["grad_norm"] == pytest.approx(log_a[0]["grad_norm"], rel=1e-5)
+    assert log_b[0]["loss"] == pytest.approx(log_a[0]["loss"], rel=1e-6)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        if name != "backbone.ln_f.bias":  # adds w·b to both rewards: zero gradient in the margin, AdamW moves
+            torch.testing.assert_close(y, x, rtol=1e-6, atol=1e-2 * LR)  # it by the sign of its rounding

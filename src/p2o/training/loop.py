@@ -56,11 +56,12 @@ def train_mode(model, cfg: OptimConfig, section: str = "train") -> None:
     model.train(cfg.dropout)
     if not cfg.gradient_checkpointing:
         return
-    if not hasattr(model, "gradient_checkpointing_enable"):
+    hf = model if hasattr(model, "gradient_checkpointing_enable") else getattr(model, "backbone", None)  # reward model
+    if hf is None:
         raise ValueError(f"{section}.gradient_checkpointing: a {type(model).__name__} has no "
                          f"gradient_checkpointing_enable (only Hugging Face models do)")
-    if not model.is_gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if not hf.is_gradient_checkpointing:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     for module in model.modules():
         if getattr(module, "gradient_checkpointing", False) and module is not model:
             module.training = True
