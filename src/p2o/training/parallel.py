@@ -16,6 +16,7 @@ joins the group (nccl on GPUs, gloo on CPUs) and binds each process to its GPU.
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
@@ -50,7 +51,8 @@ def init(devices: int, section: str = "train") -> str | None:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend)
+    # rank 0 evaluates alone while the others wait at the next all-reduce: allow a long evaluation
+    dist.init_process_group(backend, timeout=datetime.timedelta(hours=2))
     return backend
 
 
