@@ -1,9 +1,11 @@
 """Preference training of one method against the precomputed reference log-probs.
 
 Each batch gets ``method.inner_steps`` optimizer steps (K; P²O and PKTO train K steps against a
-snapshot of the policy taken at the batch's first inner step). A step runs one policy forward over the
-batch's 2B chosen and rejected rows, computes the inputs the method's loss declares
-(``p2o.training.inputs``), and passes them to the loss by keyword; the loop skeleton
+snapshot of the policy taken at the batch's first inner step). A step runs one policy forward over each
+micro-batch's 2b chosen and rejected rows (b = B with ``train.grad_accum`` 1 on one process), computes
+the inputs the method's loss declares (``p2o.training.inputs``), and passes them to the loss by keyword;
+the micro-batch's loss counts b / B of the batch's. A loss that reads a statistic of the whole batch
+(``batch_stats`` in ``p2o.losses.registry``) is refused when the batch is split. The loop skeleton
 (``p2o.training.loop``) does the rest.
 """
 
