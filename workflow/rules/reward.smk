@@ -100,7 +100,7 @@ rule rm_train_policy:
         code=get_rm_policy_code,
     threads: MODEL_THREADS
     resources:
-        gpu=1,
+        gpu=CFG.train.devices,  # scripts/train.py: one GPU per process
     log:
         "logs/rm_experiment/{dataset}/n{size}/seed{seed}/" + RM_POLICY + ".log",
     script:

@@ -12,7 +12,7 @@ rule train:
         code=get_train_code,
     threads: MODEL_THREADS
     resources:
-        gpu=1,
+        gpu=CFG.train.devices,  # one GPU per process of the job (p2o.stages.launch)
     log:
         "logs/train/{method}/seed{seed}.log",
     script:

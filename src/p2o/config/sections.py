@@ -117,9 +117,11 @@ class TokenizeConfig:
 class OptimConfig:
     """Optimiser and schedule shared by SFT and preference training."""
 
-    # how often a run writes, not what it computes: left out of the workflow's rerun triggers and of
-    # the run fingerprint a checkpoint must match
-    RUN_ONLY: ClassVar[tuple[str, ...]] = ("log_every", "checkpoint_every")
+    # how often a run writes, and how a batch is split over micro-batches, processes and recomputed
+    # activations (the same update to float rounding), not what it computes: left out of the workflow's
+    # rerun triggers and of the run fingerprint a checkpoint must match
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("log_every", "checkpoint_every", "grad_accum", "gradient_checkpointing",
+                                           "devices")
 
     lr: float = setting(2e-5, "AdamW peak learning rate (paper: 2e-5)", required=True, exclusiveMinimum=0)
     batch_size: int = setting(8, "pairs per batch; a batch never mixes datasets (paper: 8)", required=True,
@@ -142,6 +144,17 @@ class OptimConfig:
                                               "skipped", minimum=0, exclusiveMaximum=1)
     checkpoint_every: int = setting(0, "optimizer steps between resumable checkpoints, at batch ends (newest only, "
                                        "removed when the job ends; 0: none; changing it reruns nothing)", minimum=0)
+    grad_accum: int = setting(1, "micro-batches per batch: each backpropagates its share of the batch loss and one "
+                                 "optimizer step follows, the update of the whole batch to float rounding, in less "
+                                 "memory; a loss with batch statistics (KTO's z0, ORPO's NLL) refuses more than 1 "
+                                 "(changing it reruns nothing)", minimum=1)
+    gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass instead of storing "
+                                                  "them (HF gradient_checkpointing_enable): less memory, about one "
+                                                  "more forward; same update (changing it reruns nothing)")
+    devices: int = setting(1, "processes of one data-parallel job (torchrun, one GPU each): each takes a slice of "
+                              "every batch, gradients are summed; the update of one process to float rounding; a "
+                              "loss with batch statistics refuses more than 1 (changing it reruns nothing)",
+                           minimum=1)
 
 
 @dataclass

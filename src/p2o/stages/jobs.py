@@ -21,6 +21,7 @@ log-probs equal the reference's before any update.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Mapping
@@ -139,6 +140,14 @@ def init_model(model: ModelConfig, train_splits: Mapping[str, PathLike], out_dir
     return out
 
 
+def main_log(path: PathLike):
+    """The job's JSONL log on rank 0 of a job of several processes (and of every job of one); no log
+    (None) on the others, which must not create the file."""
+    from p2o.training import parallel
+
+    return JsonlLog(path) if parallel.rank() == 0 else contextlib.nullcontext()
+
+
 def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: TokenizeConfig, optim: OptimConfig,
         seed: int, out_dir: PathLike, device: str = "cpu", config: Mapping | None = None) -> dict:
     """SFT on the chosen responses; writes ``out_dir/model``, ``log.jsonl`` and ``summary.json``.
@@ -146,8 +155,10 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     The run's fingerprint (``p2o.training.fingerprint``) covers ``tokenize``, ``optim``, ``seed`` and
     the bytes of the base model and the splits; the summary records it."""
     from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
+    from p2o.training import parallel
     from p2o.training.sft import sft as run_sft
 
+    parallel.init(optim.devices, "sft")  # a torchrun job of sft.devices processes: before any model is loaded
     out_dir = Path(out_dir)
     run = Fingerprint({"tokenize": asdict(tokenize)}, input_digests(
         {"base_model": base_dir, **{f"split/{name}": path for name, path in train_splits.items()}})
@@ -155,9 +166,11 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     tokenizer, model = load_tokenizer(base_dir), load_model(base_dir, device)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     start = time.time()
-    with JsonlLog(out_dir / "log.jsonl") as log:
+    with main_log(out_dir / "log.jsonl") as log:
         result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device,
                          checkpoint=out_dir / "checkpoint.pt", run=run)
+    if parallel.rank() != 0:  # rank 0 alone writes
+        return result
     save_model(model, tokenizer, out_dir / "model", model_source(base_dir))
     summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result,
                "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()},
@@ -201,9 +214,11 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     from p2o.model.logps import precision
     from p2o.model.reference import ReferenceLogps
     from p2o.training.compute import compute_record, training_compute
+    from p2o.training import parallel
     from p2o.training.inputs import needs_reference_model
     from p2o.training.preference import method_inputs, train_preference
 
+    parallel.init(optim.devices)  # a torchrun job of train.devices processes: before any model is loaded
     out_dir = Path(out_dir)
     optim = replace(optim, lr=optim.lr * method.lr_scale)  # the summary records the learning rate run
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
@@ -238,9 +253,11 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
                         for s, ref in held_out}
 
     start = time.time()
-    with JsonlLog(out_dir / "log.jsonl") as log:
+    with main_log(out_dir / "log.jsonl") as log:
         result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator,
                                   checkpoint=out_dir / "checkpoint.pt", reference_model=reference_model, run=run)
+    if parallel.rank() != 0:  # rank 0 alone writes
+        return result
     fingerprint = result.pop("fingerprint")
     save_model(policy, tokenizer, out_dir / "model", model_source(model_dir))
     summary = {

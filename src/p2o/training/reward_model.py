@@ -41,7 +41,8 @@ from p2o.job_code import entry_of
 from p2o.model.evaluate import pair_accuracy as held_out_accuracy, tie_rate
 from p2o.model.tokenize import SequenceBatch, TokenizedSplit, batch_indices, collate_pairs, pad_sequences, tokenize_pairs
 from p2o.training.fingerprint import Fingerprint
-from p2o.training.loop import StepOutput, autocast, train_loop
+from p2o.training.loop import StepOutput, autocast, train_loop, train_mode
+from p2o.training.parallel import micro_batches
 
 HEAD_FILE = "reward_head.pt"
 META_FILE = "reward_model.json"
@@ -131,13 +132,17 @@ def train_reward_model(model: RewardModel, splits: Sequence[TokenizedSplit], cfg
     in preference training); one optimizer step per batch of pairs. ``run`` holds what the caller read
     (config sections, input file digests): a checkpoint resumes only the same run."""
     torch.manual_seed(seed)
-    model.train(cfg.dropout)
+    train_mode(model, cfg)
 
-    def batch_steps(split: TokenizedSplit, index: list[int]) -> Iterator[StepOutput]:
-        with autocast(cfg, device):
-            chosen, rejected = pair_rewards(model, split, index, pad_id, device)  # (B,), (B,)
-        loss, metrics = bradley_terry_loss(chosen.float(), rejected.float())
-        yield StepOutput(loss, sum(split.n_tokens(i) for i in index), metrics)
+    def batch_steps(split: TokenizedSplit, index: list[int]) -> Iterator[Iterator[StepOutput]]:
+        def micro_steps() -> Iterator[StepOutput]:
+            for part in micro_batches(index, cfg.grad_accum):
+                with autocast(cfg, device):
+                    chosen, rejected = pair_rewards(model, split, part, pad_id, device)  # (b,), (b,)
+                loss, metrics = bradley_terry_loss(chosen.float(), rejected.float())
+                yield StepOutput(loss, sum(split.n_tokens(i) for i in part), metrics, weight=len(part) / len(index))
+
+        yield micro_steps()
 
     return train_loop(model, splits, cfg, seed, batch_steps, desc="reward model",
                       run=(run or Fingerprint()).extend({"job": "reward_model"}, code=[entry_of(train_reward_model)]),
