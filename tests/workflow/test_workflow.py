@@ -240,7 +240,8 @@ def test_cpu_profile_lets_every_model_job_after_sft_run_side_by_side(tmp_path):
         return found
 
     model_rules = {"sft", "reference", "train", "evaluate", "generate_sft", "generate", "rm_train_reward_model",
-                   "rm_train_policy", "rm_evaluate"}  # not judge: the demo's planted rule needs no model
+                   "rm_train_policy", "rm_evaluate", "train_proxy", "train_online", "online_dpo_sample",
+                   "online_dpo_label", "online_dpo_train"}  # not judge: the demo's planted rule needs no model
     default = claims()
     assert set(default) == model_rules and all(c == {("threads", 2), ("gpu", 1)} for c in default.values())
     assert claims("--workflow-profile", "workflow/profiles/cpu") == {"sft": {("threads", 2), ("gpu", 1)}}

@@ -290,9 +290,7 @@ ONLINE_DPO = "online_dpo"
 ONLINE_DPO_ON = ONLINE_DPO in ONLINE_METHODS
 ONLINE_RL = [m for m in ONLINE_METHODS if m != ONLINE_DPO]  # one train_online job per method and seed
 OD = CFG.online.online_dpo
-# the proxy reward model: the `train` optimiser with its own epochs and learning rate, no held-out curves
-PROXY_OPTIM = dataclasses.replace(CFG.train, epochs=CFG.online.proxy.epochs, eval_every=0,
-                                  lr=CFG.online.proxy.lr or CFG.train.lr)
+PROXY_OPTIM = CFG.online.proxy_optim(CFG.train)  # train's optimiser, the proxy's epochs and lr
 OD_OPTIM = dataclasses.replace(CFG.train, eval_every=0)  # each online DPO iteration: train's epochs over its pairs
 if "rto" in ONLINE_METHODS and CFG.online.rto.dpo_method not in METHODS:
     raise WorkflowError(f"invalid configuration: config key 'online.rto.dpo_method': RTO's π_dpo "

@@ -104,6 +104,8 @@ rule train_judge:
         tokenize=section(CFG.tokenize),
         seed=CFG.judge.seed,
         role="gold_judge",
+        n_pairs=None,
+        label_noise=0.0,
         code=code_of("train_scored_rm.py"),
     threads: MODEL_THREADS
     resources:

@@ -30,6 +30,8 @@ if ONLINE_METHODS:
             tokenize=section(CFG.tokenize),
             seed=0,
             role="proxy",
+            n_pairs=CFG.online.proxy.n_pairs,
+            label_noise=CFG.online.proxy.label_noise,
             code=code_of("train_scored_rm.py"),
         threads: MODEL_THREADS
         resources:

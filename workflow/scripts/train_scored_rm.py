@@ -12,4 +12,5 @@ evaluate = section(EvalConfig, {}, "evaluate", snakemake)
 train_scored_reward_model(inp.model, dict(zip(p.datasets, inp.pools, strict=True)),
                           dict(zip(p.datasets, inp.heldout, strict=True)), optim, tokenize, p.seed,
                           Path(out.model).parent, out.heldout, evaluate.batch_size, device(),
-                          config=resolved_config(snakemake), role=p.role)
+                          config=resolved_config(snakemake), role=p.role, n_pairs=p.n_pairs,
+                          label_noise=p.label_noise)

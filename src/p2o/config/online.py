@@ -96,6 +96,11 @@ class ProxyConfig:
 
     epochs: int = setting(2, "passes over the training pairs (the rest of the optimiser: train)", minimum=1)
     lr: float | None = setting(None, "peak learning rate (null: train.lr)", exclusiveMinimum=0)
+    n_pairs: int | None = setting(None, "reward mis-specification (Shi et al. 2025): the proxy learns from the first "
+                                        "n_pairs of each training split only (null: all of them)", minimum=1)
+    label_noise: float = setting(0.0, "reward mis-specification: the fraction of the proxy's pairs whose chosen and "
+                                      "rejected are swapped, chosen by a seeded hash of the pair id (0: none)",
+                                 minimum=0, maximum=1)
 
 
 @dataclass

@@ -151,6 +151,10 @@ class OptimConfig:
     gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass instead of storing "
                                                   "them (HF gradient_checkpointing_enable): less memory, about one "
                                                   "more forward; same update (changing it reruns nothing)")
+    freeze_layers: int = setting(0, "mis-specification (Shi et al. 2025): the input embeddings (tied to GPT-2's LM "
+                                    "head) and the lowest N transformer blocks stay frozen; train.freeze_layers: the "
+                                    "policy of offline and online methods (0: train all)",
+                                 minimum=0)
     devices: int = setting(1, "processes of one data-parallel job (torchrun, one GPU each): each takes a slice of "
                               "every batch, gradients are summed; the update of one process to float rounding; a "
                               "loss with batch statistics refuses more than 1 (changing it reruns nothing)",

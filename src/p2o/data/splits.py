@@ -123,6 +123,19 @@ def split_pairs(
     return train, evals
 
 
+def misspecified(pairs: pd.DataFrame, n: int | None, label_noise: float, salt: str) -> tuple[pd.DataFrame, int]:
+    """``(pairs, n_flipped)``: the first ``n`` pairs (all when None) with chosen and rejected swapped in
+    round(label_noise · len) of them, those whose ``sha256(salt \0 id)`` is smallest: a reward model's
+    mis-specified data (fewer and noisier pairs, Shi et al. 2025), the same whatever the row order."""
+    frame = pairs.reset_index(drop=True).head(n) if n is not None else pairs.reset_index(drop=True)
+    k = round(label_noise * len(frame))
+    order = sorted(range(len(frame)), key=lambda i: hashlib.sha256(f"{salt}\x00{frame['id'][i]}".encode()).hexdigest())
+    flip = frame.index.isin(order[:k])
+    out = frame.copy()
+    out.loc[flip, "chosen"], out.loc[flip, "rejected"] = frame.loc[flip, "rejected"], frame.loc[flip, "chosen"]
+    return out, k
+
+
 def cap_pairs_per_prompt(pairs: pd.DataFrame, k: int | None) -> tuple[pd.DataFrame, int]:
     """``(kept, n_dropped)``: at most ``k`` pairs of each (dataset, prompt), those with the smallest
     ids, in their original row order; ``k`` None keeps every pair."""

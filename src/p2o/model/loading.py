@@ -150,3 +150,23 @@ def save_model(model, tokenizer, out_dir: str | Path, source: dict | None = None
         if source is not None:
             write_json(Path(tmp) / SOURCE_FILE, source)
     return Path(out_dir)
+
+
+def freeze_lower(model, n: int) -> int:
+    """Freeze the input (and position) embeddings and the lowest ``n`` transformer blocks of a causal LM
+    (``train.freeze_layers``: Shi et al. 2025's policy mis-specification); returns how many parameters
+    it froze. GPT-2 ties its LM head to the embeddings, so the head stays as it was too. ``n`` 0 freezes
+    nothing."""
+    if n <= 0:
+        return 0
+    body = getattr(model, "transformer", None) or getattr(model, "model", None)
+    blocks = getattr(body, "h", None) or getattr(body, "layers", None)
+    if blocks is None:
+        raise ValueError(f"train.freeze_layers: cannot find the transformer blocks of {type(model).__name__}")
+    if n > len(blocks):
+        raise ValueError(f"train.freeze_layers = {n}, but the model has {len(blocks)} transformer blocks")
+    frozen = [model.get_input_embeddings(), *filter(None, [getattr(body, "wpe", None)]), *blocks[:n]]
+    params = {id(p): p for m in frozen for p in m.parameters()}
+    for p in params.values():
+        p.requires_grad_(False)
+    return sum(p.numel() for p in params.values())

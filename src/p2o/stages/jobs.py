@@ -154,7 +154,7 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     ``config`` (the whole resolved config) is recorded in the summary's provenance, never read.
     The run's fingerprint (``p2o.training.fingerprint``) covers ``tokenize``, ``optim``, ``seed`` and
     the bytes of the base model and the splits; the summary records it."""
-    from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
+    from p2o.model.loading import freeze_lower, load_model, load_tokenizer, model_source, save_model
     from p2o.training import parallel
     from p2o.training.sft import sft as run_sft
 
@@ -164,6 +164,7 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
         {"base_model": base_dir, **{f"split/{name}": path for name, path in train_splits.items()}})
     ).extend(code=[entry_of(sft)])
     tokenizer, model = load_tokenizer(base_dir), load_model(base_dir, device)
+    freeze_lower(model, optim.freeze_layers)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     start = time.time()
     with main_log(out_dir / "log.jsonl") as log:
@@ -210,7 +211,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     The method's peak learning rate is ``optim.lr × method.lr_scale``.
     """
     from p2o.model.evaluate import evaluate_split
-    from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
+    from p2o.model.loading import freeze_lower, load_model, load_tokenizer, model_source, save_model
     from p2o.model.logps import precision
     from p2o.model.reference import ReferenceLogps
     from p2o.training.compute import compute_record, training_compute
@@ -222,6 +223,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     out_dir = Path(out_dir)
     optim = replace(optim, lr=optim.lr * method.lr_scale)  # the summary records the learning rate run
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
+    freeze_lower(policy, optim.freeze_layers)
     pad_id = pad_id_of(tokenizer)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     references = {s.dataset: ReferenceLogps.load(train_refs[s.dataset], s, tokenize, optim.autocast) for s in splits}

@@ -37,7 +37,7 @@ def train_online(method: str, sft_dir: PathLike, proxy_dir: PathLike, train_spli
     ``p2o.training.online.online_optim``). ``dpo_dir``: π_dpo, the DPO policy of the same seed, for
     ``rto`` only. ``config`` (the whole resolved config) is recorded in the provenance, never read.
     """
-    from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
+    from p2o.model.loading import freeze_lower, load_model, load_tokenizer, model_source, save_model
     from p2o.training.actor_critic import ActorCritic, Critic
     from p2o.training.compute import compute_record
     from p2o.training.online import WITH_CRITIC, online_optim, train_online as run_online
@@ -54,7 +54,9 @@ def train_online(method: str, sft_dir: PathLike, proxy_dir: PathLike, train_spli
     tokenizer = load_tokenizer(sft_dir)
     proxy = RewardModel.load(proxy_dir, device)
     critic = Critic.from_reward_model(proxy) if method in WITH_CRITIC else None
-    model = ActorCritic(load_model(sft_dir, device), critic)
+    actor = load_model(sft_dir, device)
+    freeze_lower(actor, optim.freeze_layers)
+    model = ActorCritic(actor, critic)
     reference = load_model(sft_dir, device)
     dpo = load_model(dpo_dir, device) if dpo_dir is not None else None
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]

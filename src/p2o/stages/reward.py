@@ -19,7 +19,7 @@ from pathlib import Path
 
 from p2o.config import OptimConfig, TokenizeConfig
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
-from p2o.stages.jobs import PathLike, load_split, manifest_sha256, pad_id_of, split_record
+from p2o.stages.jobs import PathLike, load_split, manifest_sha256, pad_id_of, read_prepared, split_record
 from p2o.job_code import entry_of
 from p2o.provenance import provenance
 from p2o.training.fingerprint import Fingerprint, input_digests
@@ -113,15 +113,20 @@ def evaluate_reward_model(rm_dir: PathLike, split_path: PathLike, dataset: str, 
 def train_scored_reward_model(model_dir: PathLike, pools: Mapping[str, PathLike], heldout: Mapping[str, PathLike],
                               optim: OptimConfig, tokenize: TokenizeConfig, seed: int, out_dir: PathLike,
                               heldout_out: PathLike, batch_size: int = 16, device: str = "cpu",
-                              config: Mapping | None = None, role: str = "gold_judge") -> dict:
+                              config: Mapping | None = None, role: str = "gold_judge", n_pairs: int | None = None,
+                              label_noise: float = 0.0) -> dict:
     """A Bradley–Terry reward model (``train_reward_model``) trained on ``pools`` (dataset -> split), then
     scored on every held-out split (dataset -> ``eval.jsonl``), which it never saw. ``role`` says what it
     is for: ``gold_judge`` (``judge.name: trained``, on pools disjoint from every split) or ``proxy``
     (online training's reward, on the training splits). ``heldout_out`` gets ``{role, heldout: {dataset:
-    metrics}, mean_accuracy, pools: {dataset: {n, sha256}}}``: what its verdicts are worth."""
+    metrics}, mean_accuracy, pools: {dataset: {n, sha256}}}``: what its verdicts are worth. ``n_pairs`` and
+    ``label_noise`` mis-specify it (``p2o.data.splits.misspecified``: the first n pairs of each pool, a
+    fraction swapped); the pools it then reads are written to ``out_dir/pool/{dataset}/train.jsonl``."""
     from p2o.model.loading import load_tokenizer
     from p2o.training.reward_model import RewardModel, evaluate_reward_model as evaluate_rm
 
+    if n_pairs is not None or label_noise:
+        pools = misspecified_pools(pools, n_pairs, label_noise, Path(out_dir) / "pool")
     summary = train_reward_model(model_dir, pools, optim, tokenize, seed, out_dir, device, config)
     model_path = Path(out_dir) / "model"
     tokenizer, model = load_tokenizer(model_path), RewardModel.load(model_path, device)
@@ -129,7 +134,7 @@ def train_scored_reward_model(model_dir: PathLike, pools: Mapping[str, PathLike]
                                     batch_size, device), "split_sha256": manifest_sha256(path)}
                for name, path in heldout.items()}
     accuracy = {name: m["eval_rewards/accuracies"] for name, m in metrics.items()}
-    record = {"role": role, "model": str(model_path), "seed": seed,
+    record = {"role": role, "model": str(model_path), "seed": seed, "n_pairs": n_pairs, "label_noise": label_noise,
               "pools": {name: split_record(path) for name, path in pools.items()},
               "heldout": metrics, "mean_accuracy": sum(accuracy.values()) / len(accuracy),
               "provenance": provenance(device, config)}
@@ -138,3 +143,21 @@ def train_scored_reward_model(model_dir: PathLike, pools: Mapping[str, PathLike]
           f" -> {heldout_out}", file=sys.stderr)
     return {**summary, "heldout": record}
 
+
+
+def misspecified_pools(pools: Mapping[str, PathLike], n: int | None, label_noise: float,
+                       out_dir: PathLike) -> dict[str, Path]:
+    """Each pool's first ``n`` pairs with a ``label_noise`` fraction swapped, written as prepared splits
+    (with a manifest) under ``out_dir/{dataset}/``."""
+    from p2o.data.splits import misspecified, split_hash
+
+    out = {}
+    for name, path in pools.items():
+        frame, flipped = misspecified(read_prepared(path), n, label_noise, "proxy-noise")
+        out[name] = Path(out_dir) / name / "train.jsonl"
+        write_jsonl(out[name], (dict(sorted(r.items())) for r in frame.to_dict("records")))
+        write_json(out[name].parent / "manifest.json", {"dataset": name, "source": str(path), "n_pairs": n,
+                                                        "label_noise": label_noise, "flipped": flipped,
+                                                        "splits": {"train": {"n": len(frame), "sha256": split_hash(frame)}}})
+        print(f"{name}: {len(frame)} pairs, {flipped} swapped -> {out[name]}", file=sys.stderr)
+    return out

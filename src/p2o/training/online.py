@@ -79,8 +79,11 @@ def method_plan(method: str, online: OnlineConfig) -> tuple[ExperienceSettings, 
 
 
 def online_optim(optim: OptimConfig, online: OnlineConfig) -> OptimConfig:
-    """The loop's optimiser settings: ``optim`` (train) with the online batch, epochs and learning rate."""
-    return replace(optim, batch_size=online.prompts_per_step, epochs=online.epochs, lr=online.lr_of(optim.lr))
+    """The loop's optimiser settings: ``optim`` (train) with the online batch, epochs and learning rate, on one
+    process and in one micro-batch (a rollout's update reads the whole rollout: ``train.grad_accum`` and
+    ``train.devices`` apply to offline training only)."""
+    return replace(optim, batch_size=online.prompts_per_step, epochs=online.epochs, lr=online.lr_of(optim.lr),
+                   grad_accum=1, devices=1)
 
 
 def rollout_seed(seed: int, rollout: int) -> int:
@@ -212,7 +215,7 @@ class OnlineTrainer:
         for epoch in range(self.steps):
             with precision(self.optim.autocast, self.device):
                 loss, metrics = self.update_loss(exp, batch)
-            yield StepOutput(loss, batch.n_tokens, {**rollout, **metrics}, {"update_epoch": epoch})
+            yield [StepOutput(loss, batch.n_tokens, {**rollout, **metrics}, {"update_epoch": epoch})]  # one micro-batch
 
 
 def train_online(model: ActorCritic, method: str, splits: Sequence[TokenizedSplit], online: OnlineConfig,
