@@ -6,4 +6,5 @@ log_to(snakemake)
 jobs.reference(snakemake.input.model, snakemake.input.split, snakemake.wildcards.dataset,
                section(TokenizeConfig, snakemake.params.tokenize, "tokenize", snakemake),
                section(EvalConfig, {}, "evaluate", snakemake).batch_size,
-               snakemake.output[0], device(), autocast=snakemake.params.autocast)
+               snakemake.output[0], device(), autocast=snakemake.params.autocast,
+               inference_dtype=snakemake.params.inference_dtype)

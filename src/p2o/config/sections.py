@@ -90,6 +90,11 @@ class ModelConfig:
     revision: str | None = setting(None, "hub revision (commit sha, branch or tag) of the model; init_model "
                                          "records the commit it resolves to (null: the default branch's)")
     tiny: TinyModelConfig = section(TinyModelConfig, "the tiny model's shape (name_or_path: tiny)")
+    inference_dtype: str = setting("float32", "dtype of the weights of jobs that only run forwards (reference, "
+                                              "evaluate, generate): float32, or bfloat16 for half the memory (GPU); "
+                                              "the LM head and log-probs stay fp32, but reference log-probs then "
+                                              "carry the weights' bf16 rounding, which the fp32 policy misses at "
+                                              "step 0 (float32 keeps them equal)", choices=("float32", "bfloat16"))
 
     def validate(self, key: str) -> None:
         if self.tiny.n_embd % self.tiny.n_head:
@@ -128,9 +133,10 @@ class OptimConfig:
     max_grad_norm: float = setting(1.0, "gradient clipping norm", exclusiveMinimum=0)
     dropout: bool = setting(False, "false keeps dropout off, so that policy, reference and snapshot agree at the "
                                    "first step")
-    autocast: str = setting("none", "none (fp32) or bf16 (GPU; emulated and about 10x slower on CPU); the LM "
-                            "head and log-probs stay fp32, and reference and evaluation run at train.autocast",
-                            choices=("none", "bf16"))
+    autocast: str = setting("none", "none (fp32), bf16 (GPU; emulated and about 10x slower on CPU) or auto "
+                                    "(bf16 on a GPU with bf16, Ampere and later; fp32 elsewhere); the LM head and "
+                                    "log-probs stay fp32, and reference and evaluation run at train.autocast",
+                            choices=("none", "bf16", "auto"))
     log_every: int = setting(1, "optimizer steps between JSONL records (changing it reruns nothing)", minimum=1)
     eval_every: int = setting(0, "optimizer steps between held-out evaluations during training (0: only at the "
                                  "end)", minimum=0)

@@ -152,13 +152,15 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
 
 
 def reference(model_dir: PathLike, split_path: PathLike, dataset: str, tokenize: TokenizeConfig, batch_size: int,
-              out_path: PathLike, device: str = "cpu", autocast: str = "none") -> None:
+              out_path: PathLike, device: str = "cpu", autocast: str = "none", inference_dtype: str = "float32") -> None:
     """Reference log-probs of one split (chosen, rejected and KTO's mismatched rows), at the precision
-    ``autocast`` training will run at (``train.autocast``)."""
+    ``autocast`` training will run at (``train.autocast``), the weights in ``inference_dtype``."""
     from p2o.model.loading import load_model, load_tokenizer
+    from p2o.model.logps import resolve_autocast
     from p2o.model.reference import compute_reference_logps
 
-    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir, device)
+    autocast = resolve_autocast(autocast, device)
+    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir, device, inference_dtype)
     split = load_split(tokenizer, split_path, dataset, tokenize)
     ref = compute_reference_logps(model, split, tokenize, pad_id_of(tokenizer), batch_size, device, autocast)
     ref.save(out_path)
@@ -183,14 +185,15 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     """
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
-    from p2o.model.logps import precision
+    from p2o.model.logps import precision, resolve_autocast
     from p2o.model.reference import ReferenceLogps
     from p2o.training.compute import compute_record, training_compute
     from p2o.training.inputs import needs_reference_model
     from p2o.training.preference import method_inputs, train_preference
 
     out_dir = Path(out_dir)
-    optim = replace(optim, lr=optim.lr * method.lr_scale)  # the summary records the learning rate run
+    # the summary records the learning rate run and the precision `auto` resolved to
+    optim = replace(optim, lr=optim.lr * method.lr_scale, autocast=resolve_autocast(optim.autocast, device))
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
     pad_id = pad_id_of(tokenizer)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
@@ -250,19 +253,21 @@ class EvalTarget:
 
 def evaluate(policy_dir: PathLike, model_dir: PathLike, targets: Mapping[str, EvalTarget], tokenize: TokenizeConfig,
              evaluate: EvalConfig, device: str = "cpu", run: Mapping | None = None, config: Mapping | None = None,
-             autocast: str = "none") -> dict[str, dict]:
+             autocast: str = "none", inference_dtype: str = "float32") -> dict[str, dict]:
     """Held-out metrics of ``policy_dir`` against the reference model ``model_dir`` on every split of
-    ``targets`` (dataset -> ``EvalTarget``), at the precision ``autocast`` the policy trained at; the
-    models are loaded once. ``run`` (method, seed, ...) and ``config`` are recorded with the metrics."""
+    ``targets`` (dataset -> ``EvalTarget``), at the precision ``autocast`` the policy trained at, both
+    models' weights in ``inference_dtype``; the models are loaded once. ``run`` (method, seed, ...) and
+    ``config`` are recorded with the metrics."""
     from p2o.data import read_split
     from p2o.data.splits import prompt_key
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer
-    from p2o.model.logps import precision
+    from p2o.model.logps import precision, resolve_autocast
     from p2o.model.reference import ReferenceLogps
 
+    autocast = resolve_autocast(autocast, device)
     tokenizer = load_tokenizer(model_dir)
-    policy, reference_model = load_model(policy_dir, device), load_model(model_dir, device)
+    policy, reference_model = load_model(policy_dir, device, inference_dtype), load_model(model_dir, device, inference_dtype)
     records = {}
     for dataset, target in targets.items():
         split = load_split(tokenizer, target.split, dataset, tokenize)
