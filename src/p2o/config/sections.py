@@ -121,7 +121,7 @@ class OptimConfig:
 
     # how often a run writes, not what it computes: left out of the workflow's rerun triggers and of
     # the run fingerprint a checkpoint must match
-    RUN_ONLY: ClassVar[tuple[str, ...]] = ("log_every", "checkpoint_every")
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("log_every", "checkpoint_every", "tensorboard")
 
     lr: float = setting(2e-5, "AdamW peak learning rate (paper: 2e-5)", required=True, exclusiveMinimum=0)
     batch_size: int = setting(8, "pairs per batch; a batch never mixes datasets (paper: 8)", required=True,
@@ -138,6 +138,9 @@ class OptimConfig:
                                     "log-probs stay fp32, and reference and evaluation run at train.autocast",
                             choices=("none", "bf16", "auto"))
     log_every: int = setting(1, "optimizer steps between JSONL records (changing it reruns nothing)", minimum=1)
+    tensorboard: bool = setting(False, "also write each log.jsonl record as TensorBoard scalars in tensorboard/ "
+                                       "beside it, same names (needs pip install tensorboard; changing it reruns "
+                                       "nothing)")
     eval_every: int = setting(0, "optimizer steps between held-out evaluations during training (0: only at the "
                                  "end)", minimum=0)
     max_nonfinite_frac: float = setting(0.01, "a step with a NaN/Inf loss or gradient is skipped and counted; the "

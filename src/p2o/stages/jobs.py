@@ -140,7 +140,7 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     tokenizer, model = load_tokenizer(base_dir), load_model(base_dir, device)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     start = time.time()
-    with JsonlLog(out_dir / "log.jsonl") as log:
+    with JsonlLog(out_dir / "log.jsonl", optim.tensorboard) as log:
         result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device,
                          checkpoint=out_dir / "checkpoint.pt", run=run)
     save_model(model, tokenizer, out_dir / "model", model_source(base_dir))
@@ -226,7 +226,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
                         for s, ref in held_out}
 
     start = time.time()
-    with JsonlLog(out_dir / "log.jsonl") as log:
+    with JsonlLog(out_dir / "log.jsonl", optim.tensorboard) as log:
         result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator,
                                   checkpoint=out_dir / "checkpoint.pt", reference_model=reference_model, run=run)
     fingerprint = result.pop("fingerprint")
