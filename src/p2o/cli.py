@@ -112,7 +112,7 @@ def cmd_train(args, cfg: Config) -> None:
                {n: reference_file(layout, args.reference, n, "train", seed) for n in cfg.data.names},
                cfg.method(args.method), cfg.train, cfg.tokenize, args.seed,
                args.out or layout.train(args.method, args.seed).dir, args.device, eval_splits, cfg.evaluate,
-               config=cfg.to_dict())
+               config=cfg.to_dict(), inference_dtype=cfg.model.inference_dtype)
 
 
 def cmd_evaluate(args, cfg: Config) -> None:

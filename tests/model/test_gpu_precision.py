@@ -98,3 +98,21 @@ def test_the_head_runs_in_full_fp32_on_cuda_only():
             assert matmul.fp32_precision == "tf32"
     finally:
         matmul.fp32_precision = before
+
+
+def test_bf16_reference_side_scores_the_reference_as_itself(tokenizer, saved):
+    """Reference log-probs from bf16 weights, evaluated with the bf16 reference model as the policy:
+    margins 0 and KL 0, as in fp32 (every frozen model loads in ``model.inference_dtype``)."""
+    from p2o.config import TokenizeConfig
+    from p2o.model.evaluate import evaluate_split
+    from p2o.model.reference import compute_reference_logps
+
+    split = split_of(tokenizer)
+    bf16 = load_model(saved, "cpu", "bfloat16")
+    ref = compute_reference_logps(bf16, split, TokenizeConfig(max_length=128, max_prompt_length=64),
+                                  tokenizer.pad_token_id)
+    assert ref.chosen.dtype == torch.float32
+    metrics = evaluate_split(load_model(saved, "cpu", "bfloat16"), bf16, split, ref, beta=0.5,
+                             pad_id=tokenizer.pad_token_id, progress=False, per_pair=True)
+    assert max(abs(m) for m in metrics["pairs"]["margin"]) <= 1e-5
+    assert metrics["eval_kl/token_mean"] == 0.0

@@ -90,10 +90,11 @@ class ModelConfig:
     revision: str | None = setting(None, "hub revision (commit sha, branch or tag) of the model; init_model "
                                          "records the commit it resolves to (null: the default branch's)")
     tiny: TinyModelConfig = section(TinyModelConfig, "the tiny model's shape (name_or_path: tiny)")
-    inference_dtype: str = setting("float32", "dtype of the weights of jobs that only run forwards (reference, "
-                                              "evaluate, generate): float32, or bfloat16 for half the memory (GPU); "
-                                              "the LM head and log-probs stay fp32, but reference log-probs then "
-                                              "carry the weights' bf16 rounding, which the fp32 policy misses at "
+    inference_dtype: str = setting("float32", "dtype of the weights of every model that only runs forwards (the "
+                                              "reference: its log-probs and training's frozen copy; evaluate and "
+                                              "generate jobs): float32, or bfloat16 for half their memory (GPU); "
+                                              "the LM head and log-probs stay fp32, but the reference then carries "
+                                              "the weights' bf16 rounding, which the fp32-weight policy misses at "
                                               "step 0 (float32 keeps them equal)", choices=("float32", "bfloat16"))
 
     def validate(self, key: str) -> None:

@@ -170,7 +170,7 @@ def reference(model_dir: PathLike, split_path: PathLike, dataset: str, tokenize:
 def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs: Mapping[str, PathLike],
           method: MethodSpec, optim: OptimConfig, tokenize: TokenizeConfig, seed: int, out_dir: PathLike,
           device: str = "cpu", eval_splits: Mapping[str, tuple[PathLike, PathLike]] | None = None,
-          evaluate: EvalConfig | None = None, config: Mapping | None = None) -> dict:
+          evaluate: EvalConfig | None = None, config: Mapping | None = None, inference_dtype: str = "float32") -> dict:
     """Preference training from the SFT model; writes ``out_dir/{model/, log.jsonl, summary.json}``.
 
     With ``optim.checkpoint_every > 0`` a killed job rerun with the same arguments resumes from
@@ -181,7 +181,9 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     ``train_splits`` and ``train_refs`` map dataset -> file, in training order. With
     ``optim.eval_every > 0``, ``eval_splits`` (dataset -> (split file, reference file)) are
     evaluated during training for the held-out curves. ``config`` is recorded, as in ``sft``.
-    The method's peak learning rate is ``optim.lr × method.lr_scale``.
+    The method's peak learning rate is ``optim.lr × method.lr_scale``. The frozen reference model (for
+    held-out evaluation during training and in-step inputs such as TDPO's) is loaded in
+    ``inference_dtype``, as the reference log-probs were; the policy trains in fp32 weights.
     """
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
@@ -203,6 +205,8 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     inputs = {"sft_model": model_dir, **{f"split/{name}": path for name, path in train_splits.items()},
               **{f"reference/{name}": path for name, path in train_refs.items()}}
     params = {"tokenize": asdict(tokenize)}
+    if inference_dtype != "float32":  # fp32 runs keep the fingerprint their checkpoints carry
+        params["inference_dtype"] = inference_dtype
     if evaluating:
         params.update(evaluate=asdict(evaluate or EvalConfig()), eval_datasets=list(eval_splits))
         for name, (split_path, ref_path) in eval_splits.items():
@@ -210,7 +214,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     run = Fingerprint(params, input_digests(inputs)).extend(code=[entry_of(train)])
     # the frozen SFT model, loaded once: the exact held-out KL needs its distribution, and so does TDPO's step
     in_step_reference = needs_reference_model(method_inputs(method))
-    reference_model = load_model(model_dir, device) if evaluating or in_step_reference else None
+    reference_model = load_model(model_dir, device, inference_dtype) if evaluating or in_step_reference else None
     evaluator = None
     if evaluating:
         evaluate = evaluate or EvalConfig()
