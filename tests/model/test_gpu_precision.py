@@ -88,16 +88,17 @@ def test_config_keys():
 def test_the_head_runs_in_full_fp32_on_cuda_only():
     """``ieee_fp32`` turns TF32 off around the head on CUDA and restores the setting; on the CPU it
     touches nothing."""
-    matmul = torch.backends.cuda.matmul
-    before, matmul.fp32_precision = matmul.fp32_precision, "tf32"
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
     try:
         with logps.ieee_fp32(torch.device("cuda")):
-            assert matmul.fp32_precision == "ieee"
-        assert matmul.fp32_precision == "tf32"
+            assert torch.get_float32_matmul_precision() == "highest"
+            assert not torch.backends.cuda.matmul.allow_tf32  # the flag cuBLAS reads, legacy API
+        assert torch.get_float32_matmul_precision() == "high"
         with logps.ieee_fp32(torch.device("cpu")):
-            assert matmul.fp32_precision == "tf32"
+            assert torch.get_float32_matmul_precision() == "high"
     finally:
-        matmul.fp32_precision = before
+        torch.set_float32_matmul_precision(before)
 
 
 def test_bf16_reference_side_scores_the_reference_as_itself(tokenizer, saved):

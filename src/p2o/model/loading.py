@@ -40,13 +40,12 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32"):
     GPU; ``bfloat16``: half the memory, for models that only run forwards: reference, evaluation,
     generation; ``model.inference_dtype``). Attention runs through torch's SDPA kernels where the
     architecture supports them (``attn_implementation="sdpa"``, the same maths as the eager path).
-    On CUDA, fp32 matmuls and convolutions may use TF32 (Ampere and later; no effect before), which
-    leaves the LM head's log-probs in fp32 (``p2o.model.logps.ieee_fp32``)."""
+    On CUDA, fp32 matmuls may use TF32 (``torch.set_float32_matmul_precision("high")``; Ampere and
+    later, no effect before), which leaves the LM head's log-probs in fp32 (``p2o.model.logps.ieee_fp32``)."""
     if dtype not in INFERENCE_DTYPES:
         raise ValueError(f"model.inference_dtype {dtype!r}: expected one of {sorted(INFERENCE_DTYPES)}")
-    if torch.device(device).type == "cuda":
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    if torch.device(device).type == "cuda":  # the API that mixes with both of torch's TF32 flag APIs
+        torch.set_float32_matmul_precision("high")
     kwargs = dict(dtype=INFERENCE_DTYPES[dtype])
     try:
         model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa", **kwargs)

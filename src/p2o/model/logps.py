@@ -118,12 +118,12 @@ def ieee_fp32(device: torch.device):
     if device.type != "cuda":
         yield
         return
-    matmul = torch.backends.cuda.matmul
-    before, matmul.fp32_precision = matmul.fp32_precision, "ieee"
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
     try:
         yield
     finally:
-        matmul.fp32_precision = before
+        torch.set_float32_matmul_precision(before)
 
 
 def response_logits(model, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor]:
