@@ -26,8 +26,8 @@ below), so parsing a config never imports torch:
                   generated from the declarations of every layer
 
 Beside them: ``p2o.cli`` (the ``p2o`` command), ``p2o.io`` (atomic file output),
-``p2o.provenance`` (what produced a result) and ``p2o.job_code`` (which source a job runs, and its
-digest).
+``p2o.provenance`` (what produced a result), ``p2o.job_code`` (which source a job runs, and its
+digest) and ``p2o.gpu_slots`` (which GPU a model job runs on).
 """
 
 __version__ = "0.1.0"

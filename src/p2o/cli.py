@@ -102,7 +102,7 @@ def cmd_reference(args, cfg: Config) -> None:
         seed = model_seed(args, cfg)
         jobs.reference(args.model or layout.sft_of(seed).model, layout.split(name, part), name, cfg.tokenize,
                        cfg.evaluate.batch_size, reference_file(layout, args.out, name, part, seed), args.device,
-                       autocast=cfg.train.autocast)
+                       autocast=cfg.train.autocast, inference_dtype=cfg.model.inference_dtype)
 
 
 def cmd_train(args, cfg: Config) -> None:
@@ -113,7 +113,7 @@ def cmd_train(args, cfg: Config) -> None:
                {n: reference_file(layout, args.reference, n, "train", seed) for n in cfg.data.names},
                cfg.method(args.method), cfg.train, cfg.tokenize, args.seed,
                args.out or layout.train(args.method, args.seed).dir, args.device, eval_splits, cfg.evaluate,
-               config=cfg.to_dict())
+               config=cfg.to_dict(), inference_dtype=cfg.model.inference_dtype)
 
 
 def cmd_evaluate(args, cfg: Config) -> None:
@@ -128,7 +128,7 @@ def cmd_evaluate(args, cfg: Config) -> None:
         for name in args.dataset or cfg.data.names}
     jobs.evaluate(policy_dir, args.model or layout.sft_of(seed).model, targets, cfg.tokenize, cfg.evaluate,
                   args.device, run={"method": args.method, "seed": args.seed}, config=cfg.to_dict(),
-                  autocast=cfg.train.autocast)
+                  autocast=cfg.train.autocast, inference_dtype=cfg.model.inference_dtype)
 
 
 def cmd_generate(args, cfg: Config) -> None:
@@ -145,7 +145,7 @@ def cmd_generate(args, cfg: Config) -> None:
     targets = {name: (layout.split(name, "eval"), out_dir / f"{name}.jsonl") for name in args.dataset or cfg.data.names}
     generation.generate(policy_dir, sft_dir, targets, cfg.generate, cfg.tokenize, args.device,
                   run={"method": args.method or "policy", "seed": args.seed}, config=cfg.to_dict(),
-                  autocast=cfg.train.autocast)
+                  autocast=cfg.train.autocast, inference_dtype=cfg.model.inference_dtype)
 
 
 def cmd_judge(args, cfg: Config) -> None:

@@ -81,13 +81,15 @@ class JsonlLog:
     reading). Flushed after every record.
 
     ``records`` holds what was written, so that a training checkpoint can carry the log with it.
+    With ``tensorboard``, every record is also written as TensorBoard scalars (``TensorBoardMirror``).
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, tensorboard: bool = False):
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)  # an older complete log must not outlive this run
+        self.tensorboard = TensorBoardMirror(self.path.parent / TENSORBOARD_DIR) if tensorboard else None
         self._f = open(self.partial, "w", encoding="utf-8")
         self.records: list[dict] = []
 
@@ -95,9 +97,13 @@ class JsonlLog:
         self._f.write(json.dumps(record, default=_json_default) + "\n")
         self._f.flush()
         self.records.append(record)
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
 
     def close(self, complete: bool = True) -> None:
         self._f.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         if complete:
             os.replace(self.partial, self.path)
 
@@ -106,6 +112,42 @@ class JsonlLog:
 
     def __exit__(self, exc_type, *exc) -> None:
         self.close(complete=exc_type is None)
+
+
+TENSORBOARD_DIR = "tensorboard"  # beside log.jsonl
+
+
+class TensorBoardMirror:
+    """The numbers of each JSONL record as TensorBoard scalars in ``directory`` (``SummaryWriter``,
+    imported only here: ``pip install tensorboard``). A scalar's tag is the record's key (``loss``,
+    ``rewards/margins``), its step the record's ``step``; an evaluation record (``kind: eval``) adds
+    its dataset, ``eval_rewards/accuracies/hh``. Strings, booleans, None and ``step`` are left out.
+    The folder is emptied first, so that a rerun (or a resumed job, which writes its log again from
+    the checkpoint) leaves one event file, as it leaves one log."""
+
+    def __init__(self, directory: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise ImportError(f"train.tensorboard needs the tensorboard package (pip install tensorboard): {e}") from e
+        if directory.exists():
+            shutil.rmtree(directory)
+        self.writer = SummaryWriter(log_dir=str(directory))
+
+    @staticmethod
+    def scalars(record: dict) -> dict[str, float]:
+        suffix = f"/{record['dataset']}" if record.get("kind") == "eval" and "dataset" in record else ""
+        return {f"{k}{suffix}": float(v) for k, v in record.items()
+                if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)}
+
+    def write(self, record: dict) -> None:
+        if "step" not in record:
+            return
+        for tag, value in self.scalars(record).items():
+            self.writer.add_scalar(tag, value, record["step"])
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _json_default(obj: Any) -> Any:

@@ -170,7 +170,8 @@ def get_train_code(wildcards):
 
 def get_train_params(wildcards):
     params = {"method": section(CFG.method(wildcards.method)), "train": section(CFG.train),
-              "tokenize": section(CFG.tokenize), "datasets": DATASETS}
+              "tokenize": section(CFG.tokenize), "datasets": DATASETS,
+              "inference_dtype": CFG.model.inference_dtype}  # the frozen reference model's weights
     if CFG.train.eval_every > 0:
         params["evaluate"] = section(CFG.evaluate)
     return params

@@ -13,6 +13,7 @@ rule evaluate:
         tokenize=section(CFG.tokenize),
         evaluate=section(CFG.evaluate),
         autocast=CFG.train.autocast,  # the precision the policy trained at (p2o.model.logps)
+        inference_dtype=CFG.model.inference_dtype,
         code=code_of("evaluate.py"),
     threads: MODEL_THREADS
     resources:

@@ -13,7 +13,7 @@
 from p2o.config.sections import SFT_BASELINE
 
 GENERATE_PARAMS = dict(datasets=DATASETS, generate=section(CFG.generate), tokenize=section(CFG.tokenize),
-                       autocast=CFG.train.autocast)
+                       autocast=CFG.train.autocast, inference_dtype=CFG.model.inference_dtype)
 # a reward model judges on the GPU with the model rules' threads; the planted rule needs neither
 JUDGE_GPU = 1 if CFG.judge.neural else 0
 JUDGE_THREADS = MODEL_THREADS if CFG.judge.neural else 1

@@ -4,7 +4,8 @@ rule init_model:
     output:
         directory(layout.base_of(MODEL_SEED)),
     params:
-        model=section(CFG.model),
+        # inference_dtype is how later jobs load the weights, not what init_model writes
+        model={k: v for k, v in section(CFG.model).items() if k != "inference_dtype"},
         seed=get_model_seed,
         code=code_of("init_model.py"),
     log:

@@ -87,6 +87,7 @@ if ONLINE_DPO_ON:
             generate=get_online_dpo_sampling,
             tokenize=section(CFG.tokenize),
             autocast=CFG.train.autocast,
+            inference_dtype=CFG.model.inference_dtype,
             run=lambda wildcards: {"method": ONLINE_DPO, "seed": int(wildcards.seed), "iteration": int(wildcards.iter)},
             code=code_of("generate.py"),
         threads: MODEL_THREADS
@@ -110,6 +111,7 @@ if ONLINE_DPO_ON:
             datasets=DATASETS,
             tokenize=section(CFG.tokenize),
             autocast=CFG.train.autocast,  # the precision training runs at (p2o.model.logps)
+            inference_dtype=CFG.model.inference_dtype,
             code=code_of("online_dpo_label.py"),
         threads: MODEL_THREADS
         resources:
@@ -131,7 +133,7 @@ if ONLINE_DPO_ON:
             summary=layout.online_dpo("{seed}", "{iter}").summary,
         params:
             {"method": section(CFG.method(OD.method)), "train": section(OD_OPTIM), "tokenize": section(CFG.tokenize),
-             "datasets": DATASETS},
+             "datasets": DATASETS, "inference_dtype": CFG.model.inference_dtype},
             code=code_of("train.py", loss_entry(CFG.method(OD.method).loss)),
         threads: MODEL_THREADS
         resources:

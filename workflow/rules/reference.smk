@@ -7,6 +7,7 @@ rule reference:
     params:
         tokenize=section(CFG.tokenize),
         autocast=CFG.train.autocast,  # the precision training runs at (p2o.model.logps)
+        inference_dtype=CFG.model.inference_dtype,
         code=code_of("reference.py"),
     threads: MODEL_THREADS
     resources:

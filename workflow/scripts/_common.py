@@ -29,7 +29,9 @@ def resolved_config(snakemake):
 
 
 def device():
-    import torch
+    """``cuda`` on a GPU slot of its own (``p2o.gpu_slots``: with ``--resources gpu=N`` the N model jobs
+    that run at once get N different cards), or ``cpu``."""
+    from p2o.gpu_slots import claim_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return claim_device()
 

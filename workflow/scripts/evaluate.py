@@ -10,4 +10,4 @@ targets = {name: jobs.EvalTarget(split, reference, out)
 jobs.evaluate(inp.policy, inp.model, targets, section(TokenizeConfig, params.tokenize, "tokenize", snakemake),
               section(EvalConfig, params.evaluate, "evaluate", snakemake), device(),
               run={"method": wc.method, "seed": int(wc.seed)}, config=resolved_config(snakemake),
-              autocast=params.autocast)
+              autocast=params.autocast, inference_dtype=params.inference_dtype)

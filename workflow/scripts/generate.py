@@ -12,5 +12,5 @@ seed = int(wc.seed) if "seed" in wc.keys() else None
 generation.generate(policy, inp.model, targets, section(GenerateConfig, params.generate, "generate", snakemake),
               section(TokenizeConfig, params.tokenize, "tokenize", snakemake), device(),
               run=getattr(params, "run", None) or {"method": wc.get("method", SFT_BASELINE), "seed": seed},
-              config=resolved_config(snakemake),
-              autocast=params.autocast, meta_out=snakemake.output.meta)
+              config=resolved_config(snakemake), autocast=params.autocast, meta_out=snakemake.output.meta,
+              inference_dtype=params.inference_dtype)

@@ -10,4 +10,5 @@ label_pairs(dict(zip(p.datasets, inp.samples, strict=True)), inp.proxy, tokenize
             dict(zip(p.datasets, out.pairs, strict=True)), where, section(JudgeConfig, {}, "judge", snakemake).batch_size)
 batch_size = section(EvalConfig, {}, "evaluate", snakemake).batch_size
 for dataset, pairs, reference in zip(p.datasets, out.pairs, out.references, strict=True):
-    jobs.reference(inp.model, pairs, dataset, tokenize, batch_size, reference, where, autocast=p.autocast)
+    jobs.reference(inp.model, pairs, dataset, tokenize, batch_size, reference, where, autocast=p.autocast,
+                   inference_dtype=p.inference_dtype)

@@ -16,4 +16,5 @@ on_devices(  # train.devices > 1: one data-parallel job of that many processes, 
     optim, section(TokenizeConfig, p["tokenize"], "tokenize", snakemake),
     int(snakemake.wildcards.seed), Path(snakemake.output.model).parent, device(), eval_splits,
     section(EvalConfig, p["evaluate"], "evaluate", snakemake) if "evaluate" in p else None, config=resolved_config(snakemake),
+    inference_dtype=p.get("inference_dtype", "float32"),  # rm_train_policy: float32, as its rm_reference
 )

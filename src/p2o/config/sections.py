@@ -93,6 +93,12 @@ class ModelConfig:
     revision: str | None = setting(None, "hub revision (commit sha, branch or tag) of the model; init_model "
                                          "records the commit it resolves to (null: the default branch's)")
     tiny: TinyModelConfig = section(TinyModelConfig, "the tiny model's shape (name_or_path: tiny)")
+    inference_dtype: str = setting("float32", "dtype of the weights of every model that only runs forwards (the "
+                                              "reference: its log-probs and training's frozen copy; evaluate and "
+                                              "generate jobs): float32, or bfloat16 for half their memory (GPU); "
+                                              "the LM head and log-probs stay fp32, but the reference then carries "
+                                              "the weights' bf16 rounding, which the fp32-weight policy misses at "
+                                              "step 0 (float32 keeps them equal)", choices=("float32", "bfloat16"))
 
     def validate(self, key: str) -> None:
         if self.tiny.n_embd % self.tiny.n_head:
@@ -117,11 +123,11 @@ class TokenizeConfig:
 class OptimConfig:
     """Optimiser and schedule shared by SFT and preference training."""
 
-    # how often a run writes, and how a batch is split over micro-batches, processes and recomputed
+    # how often a run writes or logs, and how a batch is split over micro-batches, processes and recomputed
     # activations (the same update to float rounding), not what it computes: left out of the workflow's
     # rerun triggers and of the run fingerprint a checkpoint must match
-    RUN_ONLY: ClassVar[tuple[str, ...]] = ("log_every", "checkpoint_every", "grad_accum", "gradient_checkpointing",
-                                           "devices")
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("log_every", "checkpoint_every", "tensorboard", "grad_accum",
+                                           "gradient_checkpointing", "devices")
 
     lr: float = setting(2e-5, "AdamW peak learning rate (paper: 2e-5)", required=True, exclusiveMinimum=0)
     batch_size: int = setting(8, "pairs per batch; a batch never mixes datasets (paper: 8)", required=True,
@@ -133,10 +139,14 @@ class OptimConfig:
     max_grad_norm: float = setting(1.0, "gradient clipping norm", exclusiveMinimum=0)
     dropout: bool = setting(False, "false keeps dropout off, so that policy, reference and snapshot agree at the "
                                    "first step")
-    autocast: str = setting("none", "none (fp32) or bf16 (GPU; emulated and about 10x slower on CPU); the LM "
-                            "head and log-probs stay fp32, and reference and evaluation run at train.autocast",
-                            choices=("none", "bf16"))
+    autocast: str = setting("none", "none (fp32), bf16 (GPU; emulated and about 10x slower on CPU) or auto "
+                                    "(bf16 on a GPU with bf16, Ampere and later; fp32 elsewhere); the LM head and "
+                                    "log-probs stay fp32, and reference and evaluation run at train.autocast",
+                            choices=("none", "bf16", "auto"))
     log_every: int = setting(1, "optimizer steps between JSONL records (changing it reruns nothing)", minimum=1)
+    tensorboard: bool = setting(False, "also write each log.jsonl record as TensorBoard scalars in tensorboard/ "
+                                       "beside it, same names (needs pip install tensorboard; changing it reruns "
+                                       "nothing)")
     eval_every: int = setting(0, "optimizer steps between held-out evaluations during training (0: only at the "
                                  "end)", minimum=0)
     max_nonfinite_frac: float = setting(0.01, "a step with a NaN/Inf loss or gradient is skipped and counted; the "

@@ -32,9 +32,25 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SOURCE_FILE = "p2o_source.json"  # the model's source record, beside its weights
 
 
-def load_model(path: str | Path, device: str = "cpu"):
-    """A causal LM from a local folder, in fp32 (autocast handles bf16 on GPU)."""
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # model.inference_dtype
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32"):
+    """A causal LM from a local folder, its weights in ``dtype`` (``float32``: autocast handles bf16 on a
+    GPU; ``bfloat16``: half the memory, for models that only run forwards: reference, evaluation,
+    generation; ``model.inference_dtype``). Attention runs through torch's SDPA kernels where the
+    architecture supports them (``attn_implementation="sdpa"``, the same maths as the eager path).
+    On CUDA, fp32 matmuls may use TF32 (``torch.set_float32_matmul_precision("high")``; Ampere and
+    later, no effect before), which leaves the LM head's log-probs in fp32 (``p2o.model.logps.ieee_fp32``)."""
+    if dtype not in INFERENCE_DTYPES:
+        raise ValueError(f"model.inference_dtype {dtype!r}: expected one of {sorted(INFERENCE_DTYPES)}")
+    if torch.device(device).type == "cuda":  # the API that mixes with both of torch's TF32 flag APIs
+        torch.set_float32_matmul_precision("high")
+    kwargs = dict(dtype=INFERENCE_DTYPES[dtype])
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa", **kwargs)
+    except (ValueError, ImportError):  # an architecture without an SDPA path
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     return model.to(device)
 
 

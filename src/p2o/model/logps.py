@@ -21,7 +21,10 @@ step-0 policy's sequence log-probs moved by up to 0.12 nats with a bf16 head and
 0.03 with the fp32 head and an fp32 reference, and 0.004 (mean 1e-4) with both at bf16 and the
 training's batches. With ``none`` nothing changes: the fp32 path is bit-identical to what it was.
 Model types outside ``HEAD_ONLY_MODEL_TYPES`` run their own head, in the autocast dtype, and only the
-result is upcast; the same path still serves policy and reference alike.
+result is upcast; the same path still serves policy and reference alike. ``auto`` is ``bf16`` on a
+CUDA device with bf16 (Ampere and later) and ``none`` elsewhere (``resolve_autocast``). On CUDA the
+body's fp32 matmuls may use TF32 (``p2o.model.loading.load_model``); the head's never do
+(``ieee_fp32``).
 """
 
 from __future__ import annotations
@@ -76,15 +79,26 @@ class PairLogps:
 HEAD_ONLY_MODEL_TYPES = {"gpt2", "llama"}
 
 
-AUTOCAST = ("none", "bf16")  # the values of train.autocast
+AUTOCAST = ("none", "bf16", "auto")  # the values of train.autocast
+
+
+def resolve_autocast(autocast: str, device: str | torch.device) -> str:
+    """``auto`` as ``bf16`` on a CUDA device that supports bf16 (Ampere and later), else ``none`` (fp32:
+    on the CPU bf16 is emulated and slow); ``none`` and ``bf16`` as they are. Jobs record and compare the
+    resolved value, so reference log-probs computed under ``auto`` on a GPU are bf16 ones."""
+    if autocast not in AUTOCAST:
+        raise ValueError(f"autocast {autocast!r}: expected one of {AUTOCAST}")
+    if autocast != "auto":
+        return autocast
+    cuda = torch.device(device).type == "cuda" and torch.cuda.is_available()
+    return "bf16" if cuda and torch.cuda.is_bf16_supported(including_emulation=False) else "none"
 
 
 def precision(autocast: str, device: str | torch.device):
-    """The context every forward of policy and reference runs in: ``none`` (fp32, no context) or
-    ``bf16`` (``torch.autocast`` to bfloat16 on ``device``'s type; the LM head stays fp32, see above)."""
-    if autocast not in AUTOCAST:
-        raise ValueError(f"autocast {autocast!r}: expected one of {AUTOCAST}")
-    if autocast == "bf16":
+    """The context every forward of policy and reference runs in: ``none`` (fp32, no context), ``bf16``
+    (``torch.autocast`` to bfloat16 on ``device``'s type; the LM head stays fp32, see above) or ``auto``
+    (``resolve_autocast``)."""
+    if resolve_autocast(autocast, device) == "bf16":
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -93,8 +107,23 @@ def fp32_head(head: torch.nn.Linear, hidden: Tensor) -> Tensor:
     """``head(hidden)`` in fp32 whatever autocast is active: (M, d) -> (M, V). In fp32 without
     autocast this is the same ``linear`` call on the same tensors as ``head(hidden)``."""
     bias = None if head.bias is None else head.bias.float()
-    with torch.autocast(device_type=hidden.device.type, enabled=False):
+    with torch.autocast(device_type=hidden.device.type, enabled=False), ieee_fp32(hidden.device):
         return F.linear(hidden.float(), head.weight.float(), bias)
+
+
+@contextlib.contextmanager
+def ieee_fp32(device: torch.device):
+    """Full fp32 matmuls inside the block on CUDA, where ``p2o.model.loading`` allows TF32 elsewhere (TF32
+    keeps 10 mantissa bits): the head's logits stay true fp32. Nothing changes on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def response_logits(model, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor]:

@@ -30,22 +30,26 @@ def heldout_prompts(split_path: PathLike, n: int) -> tuple[list[str], list[str]]
 
 def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str, tuple[PathLike, PathLike]],
              generate: GenerateConfig, tokenize: TokenizeConfig, device: str = "cpu", run: Mapping | None = None,
-             config: Mapping | None = None, autocast: str = "none", meta_out: PathLike | None = None) -> dict:
+             config: Mapping | None = None, autocast: str = "none", meta_out: PathLike | None = None,
+             inference_dtype: str = "float32") -> dict:
     """Samples of ``policy_dir`` on the first ``generate.n_prompts`` held-out prompts of every split of
     ``targets`` (dataset -> (split file, samples JSONL)), each with log π_ref of its tokens under the
     reference (SFT) model ``reference_dir``; both models are loaded once (once in all when they are the
     same folder: the SFT model's own samples, the baseline). A JSONL row is ``Sample.record()`` plus
     ``dataset``, ``prompt`` (the text as the split stores it), ``ref_logprob`` and ``run``'s keys.
     ``meta_out`` (default: ``generation.json`` beside the first samples file) records the sampling
-    settings, the prompt style, the models and the provenance; the judge reads it. Returns it."""
+    settings, the prompt style, the models and the provenance; the judge reads it. Returns it. Both models'
+    weights are in ``inference_dtype`` (``model.inference_dtype``)."""
     from p2o.model.generate import SamplingParams, encode_prompts, model_max_positions, generate as sample
     from p2o.model.judge import sample_logps
     from p2o.model.loading import load_model, load_tokenizer
+    from p2o.model.logps import resolve_autocast
 
+    autocast = resolve_autocast(autocast, device)
     tokenizer = load_tokenizer(reference_dir)
-    policy = load_model(policy_dir, device)
+    policy = load_model(policy_dir, device, inference_dtype)
     same = Path(policy_dir).resolve() == Path(reference_dir).resolve()
-    reference_model = policy if same else load_model(reference_dir, device)
+    reference_model = policy if same else load_model(reference_dir, device, inference_dtype)
     limit = model_max_positions(policy)
     max_prompt = tokenize.max_prompt_length if limit is None else min(tokenize.max_prompt_length,
                                                                      limit - generate.max_new_tokens)
@@ -69,7 +73,8 @@ def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str
                              "n_prompts": len(ids), "n_samples": len(samples), "samples": str(out_path)}
         print(f"{dataset}: {len(samples)} samples of {len(ids)} prompts -> {out_path}", file=sys.stderr)
     meta = {**run, "policy": str(policy_dir), "reference": str(reference_dir), "sampling": asdict(generate),
-            "prompt_style": style, "max_prompt_tokens": max_prompt, "autocast": autocast, "datasets": datasets,
+            "prompt_style": style, "max_prompt_tokens": max_prompt, "autocast": autocast,
+            **({"inference_dtype": inference_dtype} if inference_dtype != "float32" else {}), "datasets": datasets,
             "provenance": provenance(device, config)}
     if targets or meta_out:
         write_json(meta_out or Path(next(iter(targets.values()))[1]).parent / GENERATION_META, meta)

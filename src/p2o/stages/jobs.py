@@ -140,12 +140,12 @@ def init_model(model: ModelConfig, train_splits: Mapping[str, PathLike], out_dir
     return out
 
 
-def main_log(path: PathLike):
+def main_log(path: PathLike, tensorboard: bool = False):
     """The job's JSONL log on rank 0 of a job of several processes (and of every job of one); no log
     (None) on the others, which must not create the file."""
     from p2o.training import parallel
 
-    return JsonlLog(path) if parallel.rank() == 0 else contextlib.nullcontext()
+    return JsonlLog(path, tensorboard) if parallel.rank() == 0 else contextlib.nullcontext()
 
 
 def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: TokenizeConfig, optim: OptimConfig,
@@ -167,7 +167,7 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     freeze_lower(model, optim.freeze_layers)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     start = time.time()
-    with main_log(out_dir / "log.jsonl") as log:
+    with main_log(out_dir / "log.jsonl", optim.tensorboard) as log:
         result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device,
                          checkpoint=out_dir / "checkpoint.pt", run=run)
     if parallel.rank() != 0:  # rank 0 alone writes
@@ -181,13 +181,15 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
 
 
 def reference(model_dir: PathLike, split_path: PathLike, dataset: str, tokenize: TokenizeConfig, batch_size: int,
-              out_path: PathLike, device: str = "cpu", autocast: str = "none") -> None:
+              out_path: PathLike, device: str = "cpu", autocast: str = "none", inference_dtype: str = "float32") -> None:
     """Reference log-probs of one split (chosen, rejected and KTO's mismatched rows), at the precision
-    ``autocast`` training will run at (``train.autocast``)."""
+    ``autocast`` training will run at (``train.autocast``), the weights in ``inference_dtype``."""
     from p2o.model.loading import load_model, load_tokenizer
+    from p2o.model.logps import resolve_autocast
     from p2o.model.reference import compute_reference_logps
 
-    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir, device)
+    autocast = resolve_autocast(autocast, device)
+    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir, device, inference_dtype)
     split = load_split(tokenizer, split_path, dataset, tokenize)
     ref = compute_reference_logps(model, split, tokenize, pad_id_of(tokenizer), batch_size, device, autocast)
     ref.save(out_path)
@@ -197,7 +199,7 @@ def reference(model_dir: PathLike, split_path: PathLike, dataset: str, tokenize:
 def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs: Mapping[str, PathLike],
           method: MethodSpec, optim: OptimConfig, tokenize: TokenizeConfig, seed: int, out_dir: PathLike,
           device: str = "cpu", eval_splits: Mapping[str, tuple[PathLike, PathLike]] | None = None,
-          evaluate: EvalConfig | None = None, config: Mapping | None = None) -> dict:
+          evaluate: EvalConfig | None = None, config: Mapping | None = None, inference_dtype: str = "float32") -> dict:
     """Preference training from the SFT model; writes ``out_dir/{model/, log.jsonl, summary.json}``.
 
     With ``optim.checkpoint_every > 0`` a killed job rerun with the same arguments resumes from
@@ -208,11 +210,13 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     ``train_splits`` and ``train_refs`` map dataset -> file, in training order. With
     ``optim.eval_every > 0``, ``eval_splits`` (dataset -> (split file, reference file)) are
     evaluated during training for the held-out curves. ``config`` is recorded, as in ``sft``.
-    The method's peak learning rate is ``optim.lr × method.lr_scale``.
+    The method's peak learning rate is ``optim.lr × method.lr_scale``. The frozen reference model (for
+    held-out evaluation during training and in-step inputs such as TDPO's) is loaded in
+    ``inference_dtype``, as the reference log-probs were; the policy trains in fp32 weights.
     """
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import freeze_lower, load_model, load_tokenizer, model_source, save_model
-    from p2o.model.logps import precision
+    from p2o.model.logps import precision, resolve_autocast
     from p2o.model.reference import ReferenceLogps
     from p2o.training.compute import compute_record, training_compute
     from p2o.training import parallel
@@ -221,7 +225,8 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
 
     parallel.init(optim.devices)  # a torchrun job of train.devices processes: before any model is loaded
     out_dir = Path(out_dir)
-    optim = replace(optim, lr=optim.lr * method.lr_scale)  # the summary records the learning rate run
+    # the summary records the learning rate run and the precision `auto` resolved to
+    optim = replace(optim, lr=optim.lr * method.lr_scale, autocast=resolve_autocast(optim.autocast, device))
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
     freeze_lower(policy, optim.freeze_layers)
     pad_id = pad_id_of(tokenizer)
@@ -232,6 +237,8 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     inputs = {"sft_model": model_dir, **{f"split/{name}": path for name, path in train_splits.items()},
               **{f"reference/{name}": path for name, path in train_refs.items()}}
     params = {"tokenize": asdict(tokenize)}
+    if inference_dtype != "float32":  # fp32 runs keep the fingerprint their checkpoints carry
+        params["inference_dtype"] = inference_dtype
     if evaluating:
         params.update(evaluate=asdict(evaluate or EvalConfig()), eval_datasets=list(eval_splits))
         for name, (split_path, ref_path) in eval_splits.items():
@@ -239,7 +246,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     run = Fingerprint(params, input_digests(inputs)).extend(code=[entry_of(train)])
     # the frozen SFT model, loaded once: the exact held-out KL needs its distribution, and so does TDPO's step
     in_step_reference = needs_reference_model(method_inputs(method))
-    reference_model = load_model(model_dir, device) if evaluating or in_step_reference else None
+    reference_model = load_model(model_dir, device, inference_dtype) if evaluating or in_step_reference else None
     evaluator = None
     if evaluating:
         evaluate = evaluate or EvalConfig()
@@ -255,7 +262,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
                         for s, ref in held_out}
 
     start = time.time()
-    with main_log(out_dir / "log.jsonl") as log:
+    with main_log(out_dir / "log.jsonl", optim.tensorboard) as log:
         result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator,
                                   checkpoint=out_dir / "checkpoint.pt", reference_model=reference_model, run=run)
     if parallel.rank() != 0:  # rank 0 alone writes
@@ -284,18 +291,20 @@ class EvalTarget:
 
 def evaluate(policy_dir: PathLike, model_dir: PathLike, targets: Mapping[str, EvalTarget], tokenize: TokenizeConfig,
              evaluate: EvalConfig, device: str = "cpu", run: Mapping | None = None, config: Mapping | None = None,
-             autocast: str = "none") -> dict[str, dict]:
+             autocast: str = "none", inference_dtype: str = "float32") -> dict[str, dict]:
     """Held-out metrics of ``policy_dir`` against the reference model ``model_dir`` on every split of
-    ``targets`` (dataset -> ``EvalTarget``), at the precision ``autocast`` the policy trained at; the
-    models are loaded once. ``run`` (method, seed, ...) and ``config`` are recorded with the metrics."""
+    ``targets`` (dataset -> ``EvalTarget``), at the precision ``autocast`` the policy trained at, both
+    models' weights in ``inference_dtype``; the models are loaded once. ``run`` (method, seed, ...) and
+    ``config`` are recorded with the metrics."""
     from p2o.data.splits import prompt_key
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer
-    from p2o.model.logps import precision
+    from p2o.model.logps import precision, resolve_autocast
     from p2o.model.reference import ReferenceLogps
 
+    autocast = resolve_autocast(autocast, device)
     tokenizer = load_tokenizer(model_dir)
-    policy, reference_model = load_model(policy_dir, device), load_model(model_dir, device)
+    policy, reference_model = load_model(policy_dir, device, inference_dtype), load_model(model_dir, device, inference_dtype)
     records = {}
     for dataset, target in targets.items():
         pairs = read_prepared(target.split)

@@ -61,7 +61,7 @@ def train_online(method: str, sft_dir: PathLike, proxy_dir: PathLike, train_spli
     dpo = load_model(dpo_dir, device) if dpo_dir is not None else None
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     start = time.time()
-    with JsonlLog(out_dir / "log.jsonl") as log:
+    with JsonlLog(out_dir / "log.jsonl", optim.tensorboard) as log:
         result = run_online(model, method, splits, online, optim, seed, tokenizer, reference, proxy, dpo, log,
                             device, checkpoint=out_dir / "checkpoint.pt", run=run)
     fingerprint, work = result.pop("fingerprint"), result.pop("compute")

@@ -77,7 +77,7 @@ def train_reward_model(model_dir: PathLike, train_splits: Mapping[str, PathLike]
         {"sft_model": model_dir, **{f"split/{name}": path for name, path in train_splits.items()}})
     ).extend(code=[entry_of(train_reward_model)])
     start = time.time()
-    with JsonlLog(out_dir / "log.jsonl") as log:
+    with JsonlLog(out_dir / "log.jsonl", optim.tensorboard) as log:
         result = reward.train_reward_model(model, splits, optim, seed, pad_id_of(tokenizer), log, device,
                                            checkpoint=out_dir / "checkpoint.pt", run=run)
     fingerprint = result.pop("fingerprint")
