@@ -6,6 +6,7 @@ import pytest
 
 from conftest import REPO
 from p2o.config import ConfigError, load_config
+from p2o.config.online import OnlineConfig
 
 BASE = (REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml")
 
@@ -13,7 +14,8 @@ BASE = (REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml")
 def test_defaults_are_the_sources():
     cfg = load_config(*BASE)
     on = cfg.online
-    assert on.methods == [] and on.temperature == 1.0 and on.top_p == 1.0 and on.lr is None
+    assert on.methods == ["ppo", "rto", "rloo", "regression_rl", "online_dpo"]  # the paper's and the demo's
+    assert OnlineConfig().methods == [] and on.temperature == 1.0 and on.top_p == 1.0 and on.lr is None
     assert (on.ppo.clip, on.ppo.value_clip, on.ppo.gamma, on.ppo.lam, on.ppo.whiten) == (0.2, 0.2, 1.0, 0.95, True)
     assert (on.rto.beta1, on.rto.dense_clip, on.rto.kl_coef, on.rto.dpo_method) == (0.05, 0.05, 0.01, "dpo")
     assert on.rloo.k == 2 and on.online_dpo.iterations == 2 and on.online_dpo.reference == "sft"

@@ -185,7 +185,7 @@ def test_figures_are_vector_pdfs_with_one_style_per_method(tmp_path):
     styles = method_styles(methods)
     assert len({(s["color"], s["linestyle"]) for s in styles.values()}) == len(methods)
     assert display_name("tdpo1") == "TDPO$_1$" and display_name("my_loss") == "MY_LOSS"
-    assert {s["hatch"] for s in styles.values()} == {"", "////", "...."}  # bars: colour and hatch differ too
+    assert {s["hatch"] for s in styles.values()} == {"", "////", "....", "xxxx"}  # bars: colour and hatch differ too
 
 
 def test_error_bars_stay_within_the_metric_range():

@@ -111,6 +111,7 @@ REDUCED = {
     "rm_experiment": {"sizes": [4, 8, 16], "seeds": [0]},  # reward model vs DPO: within n_train
     "seeds": [0],
     "judge": {"name": "trained", "n_pairs": 32},  # the gold judge the workflow trains (the demo's: planted)
+    "online": {"methods": ["rloo", "online_dpo"], "online_dpo": {"iterations": 1}},  # one of each kind of job
 }
 
 

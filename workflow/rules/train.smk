@@ -6,7 +6,7 @@ rule train:
         log=layout.train("{method}", "{seed}").log,
         summary=layout.train("{method}", "{seed}").summary,
     wildcard_constraints:
-        method="|".join(METHODS),  # the offline methods (online ones: rules/online.smk)
+        method="|".join(OFFLINE_TRAINED),  # the offline methods (online ones: rules/online.smk)
     params:
         get_train_params,
         code=get_train_code,

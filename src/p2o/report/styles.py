@@ -3,7 +3,7 @@
 Each of the paper's methods (``p2o.report.names.PAPER_NAMES``, in config.yaml's order) owns a fixed
 slot, so a method keeps its look as others are added or dropped; methods not listed take the free
 slots after these, in the order given. Slot k takes colour k mod 10, line style k div 10 (so the
-first 30 slots differ in colour or line) and marker k mod 12.
+first 40 slots differ in colour or line) and marker k mod 12.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from p2o.report.names import PAPER_NAMES, REWARD_MODEL
 
 PALETTE = matplotlib.colormaps["tab10"].colors
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p"]
-LINESTYLES = ["-", "--", ":"]
-HATCHES = ["", "////", "...."]  # bars' counterpart of the line styles
+LINESTYLES = ["-", "--", ":", "-."]
+HATCHES = ["", "////", "....", "xxxx"]  # bars' counterpart of the line styles
 KNOWN = list(PAPER_NAMES)  # the fixed slots
 REWARD_MODEL_STYLE = {"color": "black", "marker": "s", "linestyle": "-", "hatch": ""}
 

@@ -17,6 +17,8 @@ import sys
 import tempfile
 from collections.abc import Callable
 
+from p2o.io import atomic_path
+
 
 def on_devices(devices: int, fn: Callable, *args, **kwargs):
     """``fn(*args, **kwargs)`` on ``devices`` processes; its return value with one (None with several)."""
@@ -24,8 +26,8 @@ def on_devices(devices: int, fn: Callable, *args, **kwargs):
         return fn(*args, **kwargs)
     with tempfile.TemporaryDirectory() as tmp:
         call = os.path.join(tmp, "call.pkl")
-        with open(call, "wb") as f:
-            pickle.dump((fn.__module__, fn.__qualname__, args, kwargs), f)
+        with atomic_path(call) as tmp_call:
+            tmp_call.write_bytes(pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs)))
         try:
             err = sys.stderr.fileno()
         except (AttributeError, OSError, ValueError):  # a stderr without a file (captured): inherit fd 2
