@@ -3,6 +3,7 @@ README's "GPU" section names, and the GPU profile gives every model rule fewer t
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from conftest import REPO
 
@@ -24,3 +25,20 @@ def test_gpu_profile_sizes_every_model_rule_the_cpu_profile_sizes():
     cpu = yaml.safe_load((REPO / "workflow" / "profiles" / "cpu" / "config.yaml").read_text())
     assert set(gpu["set-threads"]) == set(cpu["set-threads"])
     assert "set-resources" not in gpu  # every model rule keeps its gpu=1 claim
+
+
+def test_a_split_batch_refuses_losses_with_batch_statistics_when_the_config_is_read(tmp_path):
+    """KTO's mismatched reference point and ORPO's token mean read the whole batch: with train.devices or
+    train.grad_accum above 1 the config names the method at once, not a job hours into the run."""
+    from conftest import REPO
+    from p2o.config import ConfigError, load_config
+
+    ddp = load_config(REPO / "config" / "config.yaml", REPO / "config" / "gpu.yaml", REPO / "config" / "gpu-ddp.yaml")
+    assert ddp.train.devices == ddp.sft.devices == 4 and not {"kto", "pkto", "orpo"} & set(ddp.all_method_names)
+    override = tmp_path / "accum.yaml"
+    override.write_text("train: {grad_accum: 2}\n")
+    with pytest.raises(ConfigError, match=r"methods\.kto.*'kto'.*whole batch.*grad_accum = 2"):
+        load_config(REPO / "config" / "config.yaml", override)
+    override.write_text("train: {grad_accum: 2}\nmethods: {kto: {ref_point: zero}}\nmethod_order: [dpo, kto]\n"
+                        "compute_matched: {methods: [dpo]}\n")
+    assert load_config(REPO / "config" / "config.yaml", override).train.grad_accum == 2  # z0 = 0: no batch mean

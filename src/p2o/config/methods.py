@@ -39,11 +39,18 @@ class LossEntry:
     inputs: dict[str, dict[str, Any]]
     paper: str
     trl: str
+    batch_stats: tuple[dict[str, Any], ...]  # hyper-parameter values under which it reads a batch statistic
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
         """Hyper-parameter defaults, in declaration order."""
         return {k: p.default for k, p in self.hparams.items()}
+
+    def batch_level(self, hparams: dict[str, Any]) -> bool:
+        """Whether the loss reads a statistic of the whole batch under ``hparams`` (``p2o.losses.register``'s
+        ``batch_stats``): then no batch may be split over micro-batches or processes."""
+        values = {**self.hyperparameters, **hparams}
+        return any(all(values.get(k) == v for k, v in when.items()) for when in self.batch_stats)
 
     def inputs_for(self, hparams: dict[str, Any]) -> tuple[str, ...]:
         """The inputs the loss reads under ``hparams`` (missing keys take their defaults)."""
@@ -60,6 +67,7 @@ def catalogue_json(losses: dict[str, Any]) -> dict[str, dict]:
             "inputs": {k: dict(when) for k, when in spec.inputs.items()},
             "paper": spec.paper,
             "trl": spec.trl,
+            "batch_stats": [dict(when) for when in spec.batch_stats],
         }
         for name, spec in losses.items()
     }
@@ -74,7 +82,7 @@ def catalogue() -> dict[str, LossEntry]:
             name,
             {k: Param(h["default"], h["help"], tuple(h["bounds"].items()), tuple(h["choices"]))
              for k, h in entry["hparams"].items()},
-            entry["inputs"], entry["paper"], entry["trl"],
+            entry["inputs"], entry["paper"], entry["trl"], tuple(entry.get("batch_stats", ())),
         )
         for name, entry in raw.items()
     }

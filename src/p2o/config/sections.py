@@ -14,7 +14,7 @@ from p2o.config.fields import REQUIRED, ConfigError, section, setting
 from p2o.config.generation import (  # noqa: F401  (re-exported: the names workflow and library import from here)
     DEMO_FILE_NAMES, PLANTED_JUDGE, SFT_BASELINE, TRAINED_JUDGE, GenerateConfig, JudgeConfig)
 from p2o.config.online import OnlineConfig
-from p2o.config.methods import MethodSpec, default_method, is_registered_loss, method_spec
+from p2o.config.methods import MethodSpec, default_method, is_registered_loss, loss_entry, method_spec
 
 DATASET_NAME = "^[a-z][a-z0-9]*$"  # prefixes every pair id and names the dataset's files
 METHOD_NAME = "^[a-z][a-z0-9_]*$"  # names result folders; <name>_k<K> names its compute-matched rerun
@@ -323,6 +323,14 @@ class Config:
         self.rm_experiment.check(self, "rm_experiment")
         self.judge.check(self, "judge")
         self.online.check(self, "online")
+        if self.train.grad_accum > 1 or self.train.devices > 1:  # a split batch: refused at once, not mid-run
+            for name in self.all_method_names:
+                spec = self.method(name)
+                if loss_entry(spec.loss).batch_level(spec.hparams):
+                    raise ConfigError(f"config key 'methods.{name}': loss {spec.loss!r} reads a statistic of the whole "
+                                      f"batch under these hyper-parameters, which train.grad_accum = "
+                                      f"{self.train.grad_accum} and train.devices = {self.train.devices} would split; "
+                                      f"leave it out of method_order and compute_matched.methods, or set both to 1")
         if SFT_BASELINE in self.methods:
             raise ConfigError(f"config key 'methods': {SFT_BASELINE!r} names the SFT model's samples; choose "
                               f"another method name")

@@ -35,12 +35,6 @@ class LossSpec(LossEntry):
     """A registered loss: the catalogue's entry (hyper-parameters, inputs, paper, TRL name) and its function."""
 
     fn: Callable[..., Any]
-    batch_stats: tuple[dict[str, Any], ...] = ()
-
-    def batch_level(self, hparams: dict[str, Any]) -> bool:
-        """Whether the loss reads a statistic of the whole batch under ``hparams`` (see ``register``)."""
-        values = {**self.hyperparameters, **hparams}
-        return any(all(values.get(k) == v for k, v in when.items()) for when in self.batch_stats)
 
 
 LOSSES: dict[str, LossSpec] = {}
@@ -67,7 +61,7 @@ def register(name: str, *, paper: str, trl: str = "—", inputs: dict[str, dict[
         if missing:
             raise TypeError(f"loss {name!r}: declared inputs {sorted(missing)} are not parameters of {fn.__name__}")
         declared = {n: Param(keywords[n], hparams[n].help, hparams[n].bounds, hparams[n].choices) for n in keywords}
-        LOSSES[name] = LossSpec(name, declared, dict(inputs or {}), paper, trl, fn, tuple(batch_stats))
+        LOSSES[name] = LossSpec(name, declared, dict(inputs or {}), paper, trl, tuple(batch_stats), fn)
         return fn
 
     return add
