@@ -63,7 +63,8 @@ def test_paper_config_plans_every_method_seed_and_split(tmp_path):
     # and one judging job per method and seed, each writing every dataset's file
     generated = {(w["method"], w["seed"]): o for r, w, _, o in planned_files(out) if r == "generate"}
     judged = {(w["method"], w["seed"]): o for r, w, _, o in planned_files(out) if r == "judge"}
-    assert set(generated) == set(judged) == train
+    online = {(m, s) for m in cfg["online"]["methods"] for s in ("0", "1", "2")}  # judged too (online.smk)
+    assert set(generated) == set(judged) == train | online
     for (method, seed), outputs in generated.items():
         assert {f"results/generate/{method}/seed{seed}/{d}.jsonl" for d in ("hh", "shp", "uf")} <= set(outputs)
         assert set(judged[method, seed]) == {f"results/judge/{method}/seed{seed}/{d}.json" for d in ("hh", "shp", "uf")}
