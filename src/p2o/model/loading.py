@@ -32,10 +32,43 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SOURCE_FILE = "p2o_source.json"  # the model's source record, beside its weights
 
 
-def load_model(path: str | Path, device: str = "cpu"):
-    """A causal LM from a local folder, in fp32 (autocast handles bf16 on GPU)."""
+def load_model(path: str | Path, device: str = "cpu", merge: bool = True):
+    """A causal LM from a local folder, in fp32 (autocast handles bf16 on GPU).
+
+    An adapter folder (``p2o.model.lora``: a LoRA run's saved model) loads its base model (itself
+    possibly an adapter folder) and the adapter on it; with ``merge`` the update is folded into the
+    weights (``merge_and_unload``: a plain model, as fast as the base, equal to the adapted model to
+    float rounding), else the model keeps its LoRA layers, frozen (``load_adapter_model``)."""
+    from p2o.model.lora import adapter_base, is_adapter
+
+    if is_adapter(path):
+        peft_model = load_adapter_model(path, adapter_base(path), device)
+        return peft_model.merge_and_unload() if merge else peft_model.get_base_model()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return model.to(device)
+
+
+def load_adapter_model(path: str | Path, base: str | Path, device: str = "cpu"):
+    """The ``PeftModel`` of the adapter folder ``path`` on the model folder ``base``, frozen."""
+    from p2o.model.lora import load_adapter
+
+    return load_adapter(load_model(base, device), path, device)
+
+
+def load_policy_and_reference(policy_dir: str | Path, reference_dir: str | Path, device: str = "cpu"):
+    """``(policy, reference_model)`` for evaluation and sampling. A LoRA policy saved on ``reference_dir``
+    shares its weights: the reference is its frozen base (``p2o.model.lora.FrozenBase``), one copy in
+    memory; the policy keeps its LoRA layers, so its log-probs are those training computed. Any
+    other policy and the reference are loaded apart (the same object when they are one folder)."""
+    from p2o.model.lora import FrozenBase, adapter_base, is_adapter
+
+    if Path(policy_dir).resolve() == Path(reference_dir).resolve():
+        policy = load_model(policy_dir, device)
+        return policy, policy
+    if is_adapter(policy_dir) and adapter_base(policy_dir).resolve() == Path(reference_dir).resolve():
+        peft_model = load_adapter_model(policy_dir, reference_dir, device)
+        return peft_model.get_base_model(), FrozenBase(peft_model)
+    return load_model(policy_dir, device), load_model(reference_dir, device)
 
 
 def load_tokenizer(path: str | Path):
@@ -142,10 +175,20 @@ def model_source(model_dir: str | Path) -> dict | None:
     return read_json(path) if path.exists() else None
 
 
-def save_model(model, tokenizer, out_dir: str | Path, source: dict | None = None) -> Path:
-    """``save_pretrained`` of both into ``out_dir``, atomically, with ``source`` as ``SOURCE_FILE``."""
+def save_model(model, tokenizer, out_dir: str | Path, source: dict | None = None, base: str | Path | None = None) -> Path:
+    """``save_pretrained`` of both into ``out_dir``, atomically, with ``source`` as ``SOURCE_FILE``. A
+    ``PeftModel`` saves its adapter only, with ``base``, the folder of the model it adapts, recorded
+    (``p2o.model.lora.save_adapter``; ``load_model`` reads the two back)."""
+    from p2o.model.lora import save_adapter
+
+    is_peft = hasattr(model, "peft_config")
+    if is_peft and base is None:
+        raise ValueError("saving a LoRA adapter needs the folder of its base model")
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
+        if is_peft:
+            save_adapter(model, tmp, base, out_dir)
+        else:
+            model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if source is not None:
             write_json(Path(tmp) / SOURCE_FILE, source)
