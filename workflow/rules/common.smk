@@ -128,6 +128,17 @@ def model_log(stage, name=None):
     return f"{folder}/{name}.log" if name else f"{folder}.log"
 
 
+def get_base_model_params():
+    """The model section init_model reads: all of it but ``lora``, which only SFT and training read."""
+    return {k: v for k, v in section(CFG.model).items() if k != "lora"}
+
+
+def get_lora_params():
+    """``model.lora`` when on (r > 0), else None: Snakemake leaves a None param out of what it compares,
+    so runs without LoRA keep the params they had before the key existed."""
+    return section(CFG.model.lora) if CFG.model.lora.r > 0 else None
+
+
 def get_model_seed(wildcards):
     """The seed of the tiny model's initialisation and of the SFT batches: the job's own, else 0."""
     return int(wildcards.seed) if CFG.seeded_models else 0
@@ -168,6 +179,8 @@ def get_train_params(wildcards):
               "tokenize": section(CFG.tokenize), "datasets": DATASETS}
     if CFG.train.eval_every > 0:
         params["evaluate"] = section(CFG.evaluate)
+    if get_lora_params() is not None:
+        params["lora"] = get_lora_params()
     return params
 
 
@@ -221,8 +234,11 @@ def get_rm_policy_code(wildcards):
 
 def get_rm_policy_params(wildcards):
     """What scripts/train.py reads (as get_train_params), for the experiment's policy."""
-    return {"method": section(CFG.method(RM_POLICY)), "train": rm_optim(CFG.train.lr),
-            "tokenize": section(CFG.tokenize), "datasets": [wildcards.dataset]}
+    params = {"method": section(CFG.method(RM_POLICY)), "train": rm_optim(CFG.train.lr),
+              "tokenize": section(CFG.tokenize), "datasets": [wildcards.dataset]}
+    if get_lora_params() is not None:
+        params["lora"] = get_lora_params()
+    return params
 
 
 def rm_runs(model, name, dataset="{dataset}"):

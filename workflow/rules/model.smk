@@ -4,7 +4,7 @@ rule init_model:
     output:
         directory(layout.base_of(MODEL_SEED)),
     params:
-        model=section(CFG.model),
+        model=get_base_model_params(),
         seed=get_model_seed,
         code=code_of("init_model.py"),
     log:
@@ -26,6 +26,7 @@ rule sft:
         tokenize=section(CFG.tokenize),
         datasets=DATASETS,
         seed=get_model_seed,
+        lora=get_lora_params(),
         code=code_of("sft.py"),
     threads: MODEL_THREADS
     resources:

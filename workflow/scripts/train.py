@@ -2,7 +2,7 @@ from pathlib import Path
 
 from _common import device, log_to, resolved_config, section
 from p2o.stages import jobs
-from p2o.config import EvalConfig, OptimConfig, TokenizeConfig
+from p2o.config import EvalConfig, LoraConfig, OptimConfig, TokenizeConfig
 from p2o.config.methods import MethodSpec
 
 log_to(snakemake)
@@ -14,4 +14,5 @@ jobs.train(
     section(OptimConfig, p["train"], "train", snakemake), section(TokenizeConfig, p["tokenize"], "tokenize", snakemake),
     int(snakemake.wildcards.seed), Path(snakemake.output.model).parent, device(), eval_splits,
     section(EvalConfig, p["evaluate"], "evaluate", snakemake) if "evaluate" in p else None, config=resolved_config(snakemake),
+    lora=section(LoraConfig, p["lora"], "model.lora", snakemake) if "lora" in p else None,
 )

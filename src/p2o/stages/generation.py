@@ -39,18 +39,17 @@ def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str
     """Samples of ``policy_dir`` on the first ``generate.n_prompts`` held-out prompts of every split of
     ``targets`` (dataset -> (split file, samples JSONL)), each with log π_ref of its tokens under the
     reference (SFT) model ``reference_dir``; both models are loaded once (once in all when they are the
-    same folder: the SFT model's own samples, the baseline). A JSONL row is ``Sample.record()`` plus
+    same folder, the SFT model's own samples, the baseline, or a LoRA adapter on it:
+    ``load_policy_and_reference``). A JSONL row is ``Sample.record()`` plus
     ``dataset``, ``prompt`` (the text as the split stores it), ``ref_logprob`` and ``run``'s keys.
     ``meta_out`` (default: ``generation.json`` beside the first samples file) records the sampling
     settings, the prompt style, the models and the provenance; the judge reads it. Returns it."""
     from p2o.model.generate import SamplingParams, encode_prompts, model_max_positions, generate as sample
     from p2o.model.judge import sample_logps
-    from p2o.model.loading import load_model, load_tokenizer
+    from p2o.model.loading import load_policy_and_reference, load_tokenizer
 
     tokenizer = load_tokenizer(reference_dir)
-    policy = load_model(policy_dir, device)
-    same = Path(policy_dir).resolve() == Path(reference_dir).resolve()
-    reference_model = policy if same else load_model(reference_dir, device)
+    policy, reference_model = load_policy_and_reference(policy_dir, reference_dir, device)
     limit = model_max_positions(policy)
     max_prompt = tokenize.max_prompt_length if limit is None else min(tokenize.max_prompt_length,
                                                                      limit - generate.max_new_tokens)
