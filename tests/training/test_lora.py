@@ -129,6 +129,9 @@ def test_saved_adapter_reloads_with_the_same_log_probs(setup, tmp_path):
     assert torch.equal(logps(reference, splits, tok.pad_token_id), logps(model.eval(), splits, tok.pad_token_id))
     with pytest.raises(ValueError, match="base model"):
         save_model(peft_model, tok, tmp_path / "nobase")
+    (tmp_path / "sft").rename(tmp_path / "moved")
+    with pytest.raises(FileNotFoundError, match="which is missing"):
+        load_model(folder)
 
 
 def test_default_target_modules_per_family_and_the_head_is_refused(setup):

@@ -127,7 +127,11 @@ def adapter_base(path: str | Path) -> Path:
     record = Path(path) / ADAPTER_FILE
     if not record.exists():
         raise FileNotFoundError(f"{path} holds an adapter but no {ADAPTER_FILE} naming its base model")
-    return Path(os.path.normpath(Path(path) / read_json(record)["base_model"]))
+    base = Path(os.path.normpath(Path(path) / read_json(record)["base_model"]))
+    if not base.is_dir():
+        raise FileNotFoundError(f"the adapter folder {path} adapts the model folder {base}, which is missing "
+                                f"(the adapter names its base relative to itself: keep the two in place)")
+    return base
 
 
 def save_adapter(peft_model, folder: str | Path, base: str | Path, final: str | Path) -> None:
