@@ -134,9 +134,17 @@ def get_base_model_params():
 
 
 def get_lora_params():
-    """``model.lora`` when on (r > 0), else None: Snakemake leaves a None param out of what it compares,
-    so runs without LoRA keep the params they had before the key existed."""
+    """``model.lora`` when on (r > 0), else None. The SFT and training params hold it only when on, so
+    that runs without LoRA keep the params they had before the key existed."""
     return section(CFG.model.lora) if CFG.model.lora.r > 0 else None
+
+
+def get_sft_params():
+    """The ``sft`` section, with ``lora`` when on."""
+    params = section(CFG.sft)
+    if get_lora_params() is not None:
+        params["lora"] = get_lora_params()
+    return params
 
 
 def get_model_seed(wildcards):

@@ -22,11 +22,10 @@ rule sft:
         log=layout.sft_of(MODEL_SEED).log,
         summary=layout.sft_of(MODEL_SEED).summary,
     params:
-        sft=section(CFG.sft),
+        sft=get_sft_params(),
         tokenize=section(CFG.tokenize),
         datasets=DATASETS,
         seed=get_model_seed,
-        lora=get_lora_params(),
         code=code_of("sft.py"),
     threads: MODEL_THREADS
     resources:

@@ -210,6 +210,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
     from p2o.model.logps import precision
+    from p2o.model.lora import FrozenBase
     from p2o.model.reference import ReferenceLogps
     from p2o.training.compute import compute_record, training_compute
     from p2o.training.inputs import needs_reference_model
@@ -217,8 +218,6 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
 
     out_dir = Path(out_dir)
     optim = replace(optim, lr=optim.lr * method.lr_scale)  # the summary records the learning rate run
-    from p2o.model.lora import FrozenBase
-
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
     params = {"tokenize": asdict(tokenize)}
     peft_model, lora_record = lora_run(policy, lora, params, seed)
@@ -261,7 +260,8 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     save_model(peft_model or policy, tokenizer, out_dir / "model", model_source(model_dir), base=model_dir)
     summary = {
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
-        "lr_scale": method.lr_scale, **({"lora": lora_record} if lora_record else {}), "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
+        "lr_scale": method.lr_scale, **({"lora": lora_record} if lora_record else {}), "seed": seed,
+        "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
         "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()}, "final": result,
         "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method), policy),
         "fingerprint": fingerprint, "sources": sources(model_dir, train_splits), "provenance": provenance(device, config),
