@@ -10,9 +10,14 @@ below), so parsing a config never imports torch:
                   log-probs once per split, held-out evaluation (accuracy, margins, exact KL),
                   seeded batched sampling and the gold judges of generated text
     p2o.losses    the offline preference losses as pure functions of per-sequence log-prob tensors,
-                  found by name, each declaring its hyper-parameters and the inputs it reads
-    p2o.training  one training loop for SFT, preference training and the reward model; the inputs a
-                  loss declares, computed per step; compute spent
+                  found by name, each declaring its hyper-parameters and the inputs it reads; the
+                  maths of online RLHF on per-token tensors under an action mask (KL estimators and
+                  token rewards with RTO's dense term, GAE and PPO's clipped losses, RLOO, regression
+                  RL, online DPO's pair selection), not registered
+    p2o.training  one training loop for SFT, preference training, the reward model and the online
+                  trainers (PPO, RTO, RLOO, regression RL: actor and critic in one module); the inputs a
+                  loss declares, computed per step; compute spent; an online rollout's ``Experience``
+                  (rewards, advantages and returns, built once from per-token tensors)
     p2o.report    aggregate tables, significance, win rates and Monte-Carlo KL of samples, LaTeX
                   tables, figures and the paper's numbers
     p2o.stages    one function per workflow stage, with explicit inputs and outputs (a judging stage

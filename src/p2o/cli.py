@@ -10,6 +10,7 @@ Commands, in pipeline order (each reads the config and writes files under ``--wo
     train       preference training of one method and seed      train/{method}/seed{seed}/model/
     evaluate    held-out metrics of a trained model             evaluate/{method}/seed{seed}/{dataset}.json
     generate    samples of a model on held-out prompts          generate/{method}/seed{seed}/{dataset}.jsonl
+    train-judge the trained gold judge (judge.name: trained)    gold_judge/{model/, heldout.json}
     judge       gold reward, win rate against SFT, KL           judge/{method}/seed{seed}/{dataset}.json
     demo        all of the above for the offline demo config
 
@@ -76,7 +77,7 @@ def cmd_prepare(args, cfg: Config) -> None:
         if name not in cfg.data.datasets:
             raise ConfigError(f"dataset {name!r} is not in config key 'data.datasets' ({sorted(cfg.data.datasets)})")
         prepare_dataset(name, cfg.data.datasets[name], cfg.data.n_train, cfg.data.n_eval, cfg.data.split_salt,
-                        args.out or layout.data(name))
+                        args.out or layout.data(name), n_gold=cfg.judge.n_pairs if cfg.judge.trained else 0)
 
 
 def cmd_init(args, cfg: Config) -> None:
@@ -159,7 +160,18 @@ def cmd_judge(args, cfg: Config) -> None:
            for name in names}
     generation.judge({name: samples / f"{name}.jsonl" for name in names}, {name: baseline / f"{name}.jsonl" for name in names},
                out, cfg.judge, args.device, run={"method": args.method or "policy", "seed": args.seed},
-               config=cfg.to_dict())
+               config=cfg.to_dict(), judge_model=args.judge_model or layout.gold_judge().model, tokenize=cfg.tokenize)
+
+
+def cmd_train_judge(args, cfg: Config) -> None:
+    """The trained gold judge (judge.name: trained) on the prepared gold pools, scored on the held-out splits."""
+    from p2o.stages.reward import train_scored_reward_model
+
+    layout, names = Layout(args.workdir), cfg.data.names
+    train_scored_reward_model(args.sft or layout.sft_of(model_seed(args, cfg)).model,
+                     {name: layout.split(name, "gold") for name in names}, {name: layout.split(name, "eval") for name in names},
+                     cfg.judge_optim, cfg.tokenize, cfg.judge.seed, layout.gold_judge().dir, layout.gold_judge_heldout(),
+                     cfg.evaluate.batch_size, args.device, config=cfg.to_dict())
 
 
 def cmd_demo(args, cfg: Config) -> None:
@@ -272,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", help="folder of the SFT model's samples (default: <workdir>/generate/sft)")
     c.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
     c.add_argument("--out", help="output folder (default: <workdir>/judge/<method>/seed<seed>)")
+    c.add_argument("--judge-model", help="the trained judge's folder, judge.name: trained (default: "
+                                         "<workdir>/gold_judge/model)")
+
+    c = command("train-judge", cmd_train_judge, "the trained gold judge (judge.name: trained) on its own pool of pairs, "
+                                                "with its held-out accuracy (p2o prepare writes the pool)")
+    c.add_argument("--sft", help="the SFT model whose body it starts from (default: <workdir>/sft)")
+    c.add_argument("--seed", type=int, default=0, help="with seed_scope: pipeline, whose SFT model")
 
     c = command("demo", cmd_demo, "run the whole offline demo: data, SFT, reference, train, evaluate")
     c.add_argument("--methods", nargs="*", help="methods to run (default: all configured)")

@@ -18,6 +18,7 @@ import hashlib
 import json
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from collections.abc import Mapping
 from pathlib import Path
@@ -100,12 +101,14 @@ def source_label(record: Mapping | None, short: int | None = None) -> str | None
 
 
 def provenance(device: str, config: Mapping | None = None) -> dict:
-    """Code, software, hardware and (when given) the whole resolved config with its hash."""
-    import torch
-
-    name = torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else cpu_name()
-    out = {"git_commit": git_commit(), "versions": versions(), "device": device, "device_name": name,
-           "threads": torch.get_num_threads()}
+    """Code, software, hardware and (when given) the whole resolved config with its hash. A job that never
+    imported torch (the planted judge) is not made to: its record has no torch threads."""
+    torch = sys.modules.get("torch")
+    on_gpu = torch is not None and device.startswith("cuda") and torch.cuda.is_available()
+    out = {"git_commit": git_commit(), "versions": versions(), "device": device,
+           "device_name": torch.cuda.get_device_name() if on_gpu else cpu_name()}
+    if torch is not None:
+        out["threads"] = torch.get_num_threads()
     if config is not None:
         out.update(config_sha256=config_sha256(config), config=dict(config))
     return out

@@ -44,3 +44,20 @@ def test_bad_generate_values_name_their_key(tmp_path, key, value):
 
 def test_batch_sizes_are_run_only():
     assert JudgeConfig.RUN_ONLY == ("batch_size",)
+
+
+def test_a_trained_judge_learns_from_more_pairs_than_any_policy(tmp_path):
+    override = tmp_path / "trained.yaml"
+    override.write_text("judge: {name: trained, n_pairs: 96}\n")  # the demo's data.n_train: 96
+    with pytest.raises(ConfigError, match=r"judge\.n_pairs.*96.*data\.n_train = 96"):
+        load_config(REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml", override)
+    override.write_text("judge: {name: trained, n_pairs: 97, epochs: 3}\n")
+    cfg = load_config(REPO / "config" / "config.yaml", REPO / "config" / "demo.yaml", override)
+    assert cfg.judge.trained and cfg.judge.neural
+    assert (cfg.judge_optim.epochs, cfg.judge_optim.lr, cfg.judge_optim.eval_every) == (3, cfg.train.lr, 0)
+
+
+@pytest.mark.parametrize("name", ["hh-local.yaml", "smollm2-hh.yaml"])
+def test_the_offline_real_data_configs_train_their_judge(name):
+    cfg = load_config(REPO / "config" / "config.yaml", REPO / "config" / name)
+    assert cfg.judge.trained and cfg.judge.n_pairs > cfg.data.n_train

@@ -120,3 +120,49 @@ def test_split_hash_is_the_sha256_of_canonical_jsonl():
             ).encode("utf-8")
         ).hexdigest()
     )
+
+
+# ---------------------------------------------------------------- the trained gold judge's pool
+
+
+def test_gold_pool_is_the_tail_of_the_order_disjoint_and_leaves_the_splits_alone():
+    from p2o.data import hold_out_tail
+
+    pairs = make_pairs(200)  # 400 pairs: room for everything
+    train, evals = split_pairs(pairs, 100, 30, "salt")
+    gold, rest = hold_out_tail(pairs, 60, "salt")
+    assert len(gold) == 60 and list(gold.columns) == list(PAIR_COLUMNS) and gold["id"].is_unique
+    assert len(rest) + len(gold) <= len(pairs) and not set(rest["prompt"]) & set(gold["prompt"])  # whole prompts
+    train2, evals2 = split_pairs(rest, 100, 30, "salt")
+    assert not set(gold["prompt"]) & (set(train2["prompt"]) | set(evals2["prompt"]))
+    pd.testing.assert_frame_equal(train2, train)  # taken from the end of the order: splits unchanged
+    pd.testing.assert_frame_equal(evals2, evals)
+    # the pool is the last prompts in the hash order, deterministic whatever the row order
+    shuffled, _ = hold_out_tail(pairs.sample(frac=1.0, random_state=1), 60, "salt")
+    pd.testing.assert_frame_equal(shuffled, gold)
+    u = {p: hashlib.sha256(f"salt\x00toy\x00{p}".encode()).hexdigest() for p in pairs["prompt"]}
+    assert min(u[p] for p in gold["prompt"]) >= max(u[p] for p in rest["prompt"])
+    empty, everything = hold_out_tail(pairs, 0, "salt")
+    assert empty.empty and len(everything) == len(pairs)
+
+
+def test_gold_pool_larger_than_the_data_names_the_key(tmp_path):
+    from p2o.config import DatasetConfig
+    from p2o.data import hold_out_tail, prepare_dataset
+
+    with pytest.raises(ValueError, match=r"judge\.n_pairs.*1000.*159 pairs"):
+        hold_out_tail(make_pairs(80), 1000, "salt")
+    path = tmp_path / "raw.jsonl"
+    turn = "\n\nHuman: question {}?\n\nAssistant: {} answer {}"
+    path.write_text("".join(json.dumps({"chosen": turn.format(k, "good", k), "rejected": turn.format(k, "bad", k)})
+                            + "\n" for k in range(50)))
+    with pytest.raises(ValueError, match=r"data\.n_train.*judge\.n_pairs = 30"):
+        prepare_dataset("toy", DatasetConfig(format="hh-rlhf", source=str(path)), 20, 5, "salt", tmp_path / "out",
+                        n_gold=30)
+    manifest = prepare_dataset("toy", DatasetConfig(format="hh-rlhf", source=str(path)), 20, 5, "salt",
+                               tmp_path / "out", n_gold=25)
+    assert {k: v["n"] for k, v in manifest["splits"].items()} == {"train": 20, "eval": 5, "gold": 25}
+    gold = [json.loads(line) for line in (tmp_path / "out" / "gold.jsonl").read_text().splitlines()]
+    assert hashlib.sha256((tmp_path / "out" / "gold.jsonl").read_bytes()).hexdigest() == manifest["splits"]["gold"]["sha256"]
+    train = (tmp_path / "out" / "train.jsonl").read_text()
+    assert len(gold) == 25 and not any(g["prompt"] in train for g in gold)

@@ -135,3 +135,46 @@ def test_the_planted_judge_imports_no_torch(tmp_path):
             "print(j.score(['Q'], [' 3 cats and 4 dogs'])[0], 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[1] == "False"
+
+
+def test_the_trained_judge_scores_text_as_a_direct_forward_and_reports_its_heldout_accuracy(saved):
+    """judge.name: trained: a Bradley–Terry reward model from the SFT model's body, trained on a pool of its
+    own, scored on held-out pairs; it judges generated text exactly as a forward over the tokenised pair."""
+    from p2o.config import OptimConfig
+    from p2o.data import read_split
+    from p2o.model.loading import load_tokenizer
+    from p2o.model.tokenize import collate_pairs, tokenize_pairs
+    from p2o.stages.reward import train_scored_reward_model
+    from p2o.training.reward_model import RewardModel, RewardModelJudge
+
+    root, split = saved
+    tok_cfg = TokenizeConfig(max_length=40, max_prompt_length=24)  # within the tiny model's 40 positions
+    optim = OptimConfig(lr=1e-3, batch_size=2, epochs=1)
+    summary = train_scored_reward_model(root / "sft", {"hh": split}, {"hh": split}, optim, tok_cfg, 0, root / "gold",
+                               root / "gold" / "heldout.json", batch_size=4)
+    heldout = read_json(root / "gold" / "heldout.json")
+    assert heldout["heldout"]["hh"]["n_pairs"] == 5 and 0 <= heldout["mean_accuracy"] <= 1
+    assert summary["heldout"] == heldout and summary["loss"] == "bradley_terry"
+
+    judge = RewardModelJudge(root / "gold" / "model", tok_cfg, batch_size=2)
+    df = read_split(split)
+    scores = judge.score(df["prompt"].tolist(), df["chosen"].tolist())
+    tok, model = load_tokenizer(root / "gold" / "model"), RewardModel.load(root / "gold" / "model")
+    rows = tokenize_pairs(tok, "hh", df["id"].tolist(), df["prompt"].tolist(), df["chosen"].tolist(),
+                          df["rejected"].tolist(), tok_cfg)
+    with torch.no_grad():
+        direct = model(collate_pairs(rows, list(range(len(df))), tok.pad_token_id).pairs)[: len(df)]
+    torch.testing.assert_close(torch.from_numpy(scores).float(), direct, atol=1e-5, rtol=1e-5)
+
+    for model_name, folder in (("sft", "tr_base"), ("policy", "tr_pol")):
+        generation.generate(root / model_name, root / "sft", {"hh": (split, root / folder / "hh.jsonl")}, GEN, TOK)
+    out = generation.judge({"hh": root / "tr_pol" / "hh.jsonl"}, {"hh": root / "tr_base" / "hh.jsonl"},
+                           {"hh": root / "judge" / "trained.json"}, JudgeConfig(name="trained", batch_size=3),
+                           judge_model=root / "gold" / "model", tokenize=tok_cfg)["hh"]
+    assert out["judge"]["name"] == "trained" and out["judge"]["model"] == str(root / "gold" / "model")
+    assert out["judge"]["heldout_accuracy"] == {"hh": heldout["heldout"]["hh"]["eval_rewards/accuracies"]}
+    samples = read_jsonl(root / "tr_pol" / "hh.jsonl")
+    expected = judge.score([s["prompt"] for s in samples], [s["text"] for s in samples]).mean()
+    assert out["mean_reward"] == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="trained judge's folder"):
+        generation.gold_judge(JudgeConfig(name="trained"))

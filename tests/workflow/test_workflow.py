@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -109,6 +110,7 @@ REDUCED = {
     "compute_matched": {"inner_steps": 2, "methods": ["dpo"]},  # DPO rerun as dpo_k2, beside P²O's K = 2
     "rm_experiment": {"sizes": [4, 8, 16], "seeds": [0]},  # reward model vs DPO: within n_train
     "seeds": [0],
+    "judge": {"name": "trained", "n_pairs": 32},  # the gold judge the workflow trains (the demo's: planted)
 }
 
 
@@ -149,7 +151,17 @@ def test_reduced_demo_end_to_end_and_partial_rerun(reduced_demo, tmp_path):
     assert "p2o,dpo,all,eval_rewards/accuracies" in sig and "p2o,dpo_k2,all" in sig
     # judged by what they generate: the win-rate table, the reward-vs-KL figure, the samples appendix
     winrate = (generated / "table_winrate.tex").read_text()
-    assert "P$^2$O" in winrate and "DPO" in winrate and "planted" in winrate
+    assert "P$^2$O" in winrate and "DPO" in winrate and "Bradley--Terry reward model the workflow trains" in winrate
+    # the trained gold judge: its own pool, disjoint from every split, and its held-out accuracy
+    heldout = json.loads((wd / "results" / "gold_judge" / "heldout.json").read_text())
+    assert {d: p["n"] for d, p in heldout["pools"].items()} == {"hh": 32, "shp": 32, "uf": 32}
+    assert all(0 <= m["eval_rewards/accuracies"] <= 1 for m in heldout["heldout"].values())
+    for dataset in ("hh", "shp", "uf"):
+        prompts = {part: {json.loads(line)["prompt"] for line in (wd / "results" / "data" / dataset / f"{part}.jsonl")
+                          .read_text().splitlines()} for part in ("train", "eval", "gold")}
+        assert not prompts["gold"] & (prompts["train"] | prompts["eval"])
+    judged = json.loads((wd / "results" / "judge" / "p2o" / "seed0" / "uf.json").read_text())["judge"]
+    assert judged["name"] == "trained" and set(judged["heldout_accuracy"]) == {"hh", "shp", "uf"}
     assert (generated / "reward_kl.pdf").stat().st_size > 5_000
     samples = (generated / "samples.tex").read_text()
     assert "\\item[SFT]" in samples and "\\item[P$^2$O]" in samples and samples.count("\\subsection*") == 3

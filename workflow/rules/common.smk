@@ -23,12 +23,17 @@ except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
 
 DATASETS = CFG.data.names  # training order
+# pairs per dataset set aside for the trained gold judge (judge.name: trained), 0 for another judge
+N_GOLD = CFG.judge.n_pairs if CFG.judge.trained else 0
 MAIN_METHODS = CFG.method_names  # the original protocol: order of table rows and legends
 MATCHED_METHODS = CFG.matched_names  # rows of the compute-matched table (every method at K steps per batch)
 METHODS = CFG.all_method_names  # everything trained: the above plus the K-step reruns
 # runs whose loss clips a ratio to the batch's snapshot (P²O, PKTO and their variants), read from the loss
 # catalogue: the rows of the trust-region table
 TRUST_REGION_METHODS = [m for m in METHODS if CFG.method(m).trust_region]
+# online methods (rules/online.smk): trained on their own samples, judged with the offline ones
+ONLINE_METHODS = list(CFG.online.methods)
+JUDGED_METHODS = METHODS + ONLINE_METHODS  # every policy that generates and is judged
 
 
 def baseline_of(rows):
@@ -54,7 +59,7 @@ PARTS = ["train", "eval"]
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    method="|".join(METHODS),
+    method="|".join(JUDGED_METHODS),
     seed=r"\d+",
     part="train|eval",
 
@@ -99,7 +104,7 @@ def get_prepare_params(wildcards):
     data = CFG.data
     return {"format": ds.format, "min_score_ratio": ds.min_score_ratio,
             "max_pairs_per_prompt": ds.max_pairs_per_prompt, "n_train": data.n_train,
-            "n_eval": data.n_eval, "split_salt": data.split_salt}
+            "n_eval": data.n_eval, "split_salt": data.split_salt, "n_gold": N_GOLD}
 
 
 def split_files(part):
@@ -301,3 +306,55 @@ def get_paper_generated(wildcards):
 
 def final_outputs():
     return [layout.pdf]
+
+
+# ---------------------------------------------------------------- online training (rules/online.smk)
+
+ONLINE_DPO = "online_dpo"
+ONLINE_DPO_ON = ONLINE_DPO in ONLINE_METHODS
+ONLINE_RL = [m for m in ONLINE_METHODS if m != ONLINE_DPO]  # one train_online job per method and seed
+OD = CFG.online.online_dpo
+# the proxy reward model: the `train` optimiser with its own epochs and learning rate, no held-out curves
+PROXY_OPTIM = dataclasses.replace(CFG.train, epochs=CFG.online.proxy.epochs, eval_every=0,
+                                  lr=CFG.online.proxy.lr or CFG.train.lr)
+OD_OPTIM = dataclasses.replace(CFG.train, eval_every=0)  # each online DPO iteration: train's epochs over its pairs
+if "rto" in ONLINE_METHODS and CFG.online.rto.dpo_method not in METHODS:
+    raise WorkflowError(f"invalid configuration: config key 'online.rto.dpo_method': RTO's π_dpo "
+                        f"{CFG.online.rto.dpo_method!r} is not a method the workflow trains ({METHODS})")
+
+
+def policy_run(method, seed):
+    """Where a judged method's policy is: its training folder; online DPO's last iteration."""
+    return layout.online_dpo(seed, OD.iterations) if method == ONLINE_DPO else layout.train(method, seed)
+
+
+def get_policy(wildcards):
+    return policy_run(wildcards.method, wildcards.seed).model
+
+
+def get_online_inputs(wildcards):
+    """An online method's inputs: the SFT model (the start and π_ref), the proxy, the training prompts,
+    and for RTO the seed's own DPO policy (π_dpo of its dense reward)."""
+    inputs = {"model": get_sft_model(wildcards), "proxy": layout.proxy().model, "splits": split_files("train")}
+    if wildcards.method == "rto":
+        inputs["dpo"] = policy_run(CFG.online.rto.dpo_method, wildcards.seed).model
+    return inputs
+
+
+def get_online_dpo_previous(wildcards):
+    """The policy iteration i starts from and samples with: the SFT model at i = 1, else iteration i - 1's."""
+    i = int(wildcards.iter)
+    return get_sft_model(wildcards) if i == 1 else layout.online_dpo(wildcards.seed, i - 1).model
+
+
+def get_online_dpo_reference_model(wildcards):
+    """π_ref of iteration i's loss: the SFT model, or (online_dpo.reference: previous) the policy it starts from."""
+    return get_sft_model(wildcards) if OD.reference == "sft" else get_online_dpo_previous(wildcards)
+
+
+def get_online_dpo_sampling(wildcards):
+    """K samples of every training prompt, at online.* settings, with a stream of their own per seed and iteration."""
+    online = CFG.online
+    return {**section(CFG.generate), "n_prompts": CFG.data.n_train, "n_samples": OD.k,
+            "max_new_tokens": online.max_new_tokens, "temperature": online.temperature, "top_p": online.top_p,
+            "seed": 1000 * int(wildcards.seed) + int(wildcards.iter)}

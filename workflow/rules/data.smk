@@ -36,6 +36,7 @@ rule prepare:
         train=layout.split("{dataset}", "train"),
         eval=layout.split("{dataset}", "eval"),
         manifest=layout.manifest("{dataset}"),
+        **({"gold": layout.split("{dataset}", "gold")} if N_GOLD else {}),  # the trained judge's pool
     params:
         prepare=get_prepare_params,
         code=code_of("prepare.py"),

@@ -5,6 +5,8 @@
 #
 #   generate_sft (the baseline), generate {method} x {seed} -> judge {method} x {seed}
 #     -> generation_aggregate -> generation_report (win-rate table, reward-vs-KL figure, samples appendix)
+#   judge.name: trained adds train_judge: a Bradley-Terry reward model from the SFT model's body, trained
+#     on every dataset's gold pool (judge.n_pairs pairs whose prompts no split holds), scored on the held-out splits
 #
 # One job per model covers every dataset (loading the libraries costs more than sampling a split).
 
@@ -27,8 +29,24 @@ def get_baseline_meta(wildcards):
     return layout.generation_meta(SFT_BASELINE, None if MODEL_SEED is None else wildcards.seed)
 
 
+def get_judge_model(wildcards):
+    """The trained judge's folder and its held-out accuracy, when the workflow trains the judge."""
+    return {"judge_model": layout.gold_judge().model, "judge_heldout": layout.gold_judge_heldout()} if N_GOLD else {}
+
+
+# the offline-versus-online comparison: the original protocol's methods and the online ones
+COMPARED_METHODS = MAIN_METHODS + ONLINE_METHODS
+
+
+def run_summaries(method):
+    """The training summaries of a method's runs, every seed (online DPO: every iteration's)."""
+    if method == ONLINE_DPO:
+        return [layout.online_dpo(s, i).summary for s in SEEDS for i in range(1, OD.iterations + 1)]
+    return [layout.train(method, s).summary for s in SEEDS]
+
+
 def judge_files():
-    return expand(layout.judge("{method}", "{seed}", "{dataset}"), method=METHODS, seed=SEEDS, dataset=DATASETS)
+    return expand(layout.judge("{method}", "{seed}", "{dataset}"), method=JUDGED_METHODS, seed=SEEDS, dataset=DATASETS)
 
 
 rule generate_sft:
@@ -52,7 +70,7 @@ rule generate_sft:
 
 rule generate:
     input:
-        policy=layout.train("{method}", "{seed}").model,
+        policy=get_policy,
         model=get_sft_model,
         splits=split_files("eval"),
     output:
@@ -70,8 +88,35 @@ rule generate:
         "../scripts/generate.py"
 
 
+rule train_judge:
+    input:
+        model=RM_SFT,
+        pools=split_files("gold"),
+        heldout=split_files("eval"),
+    output:
+        model=directory(layout.gold_judge().model),
+        log=layout.gold_judge().log,
+        summary=layout.gold_judge().summary,
+        heldout=layout.gold_judge_heldout(),
+    params:
+        datasets=DATASETS,
+        train=section(CFG.judge_optim),
+        tokenize=section(CFG.tokenize),
+        seed=CFG.judge.seed,
+        role="gold_judge",
+        code=code_of("train_scored_rm.py"),
+    threads: MODEL_THREADS
+    resources:
+        gpu=1,
+    log:
+        "logs/gold_judge.log",
+    script:
+        "../scripts/train_scored_rm.py"
+
+
 rule judge:
     input:
+        unpack(get_judge_model),
         samples=[layout.samples("{method}", "{seed}", d) for d in DATASETS],
         meta=layout.generation_meta("{method}", "{seed}"),
         baseline=baseline_samples,
@@ -81,6 +126,7 @@ rule judge:
     params:
         datasets=DATASETS,
         judge=section(CFG.judge),
+        tokenize=section(CFG.tokenize) if N_GOLD else {},
         code=code_of("judge.py"),
     threads: JUDGE_THREADS
     resources:
@@ -109,20 +155,26 @@ rule generation_aggregate:
 # compute-matched reruns too); the appendix shows the first seed's samples.
 rule generation_report:
     input:
+        unpack(get_judge_model),
         summary=layout.aggregate("generation_summary"),
         tidy=layout.aggregate("generation"),
         baseline=[layout.samples(SFT_BASELINE, None if MODEL_SEED is None else SEEDS[0], d) for d in DATASETS],
         samples=[layout.samples(m, SEEDS[0], d) for m in MAIN_METHODS for d in DATASETS],
+        summaries=[s for m in COMPARED_METHODS for s in run_summaries(m)],
     output:
         table=layout.generated("table_winrate.tex"),
         csv=report(layout.table("winrate"), caption="../report/winrate.rst", category="Tables"),
         figure=report(layout.generated("reward_kl.pdf"), caption="../report/reward_kl.rst", category="Figures"),
         appendix=layout.generated("samples.tex"),
+        online=layout.generated("table_online.tex"),
     params:
         methods=MAIN_METHODS,
+        online_methods=ONLINE_METHODS,
+        summaries={m: run_summaries(m) for m in COMPARED_METHODS},
         datasets=DATASETS,
         seed=SEEDS[0],
         judge=CFG.judge.name,
+        judge_pairs=N_GOLD,
         n_prompts=CFG.generate.n_prompts,
         n_samples=CFG.generate.n_samples,
         max_new_tokens=CFG.generate.max_new_tokens,

@@ -29,7 +29,7 @@ rule sft:
         code=code_of("sft.py"),
     threads: MODEL_THREADS
     resources:
-        gpu=1,
+        gpu=CFG.sft.devices,  # one GPU per process of the job (p2o.stages.launch)
     log:
         model_log("sft"),
     script:

@@ -21,6 +21,7 @@ rule rm_prepare:
         train=layout.rm_pool("{dataset}", "train.jsonl"),
         eval=layout.rm_pool("{dataset}", "eval.jsonl"),
         manifest=layout.rm_pool("{dataset}", "manifest.json"),
+        **({"gold": layout.rm_pool("{dataset}", "gold.jsonl")} if N_GOLD else {}),  # the same pool as the main split's
     params:
         prepare=get_rm_prepare_params,
         code=code_of("prepare.py"),
@@ -99,7 +100,7 @@ rule rm_train_policy:
         code=get_rm_policy_code,
     threads: MODEL_THREADS
     resources:
-        gpu=1,
+        gpu=CFG.train.devices,  # scripts/train.py: one GPU per process
     log:
         "logs/rm_experiment/{dataset}/n{size}/seed{seed}/" + RM_POLICY + ".log",
     script:

@@ -11,5 +11,6 @@ targets = {name: (split, out) for name, split, out in zip(params.datasets, inp.s
 seed = int(wc.seed) if "seed" in wc.keys() else None
 generation.generate(policy, inp.model, targets, section(GenerateConfig, params.generate, "generate", snakemake),
               section(TokenizeConfig, params.tokenize, "tokenize", snakemake), device(),
-              run={"method": wc.get("method", SFT_BASELINE), "seed": seed}, config=resolved_config(snakemake),
+              run=getattr(params, "run", None) or {"method": wc.get("method", SFT_BASELINE), "seed": seed},
+              config=resolved_config(snakemake),
               autocast=params.autocast, meta_out=snakemake.output.meta)

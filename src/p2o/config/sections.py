@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from p2o.config.fields import REQUIRED, ConfigError, section, setting
+from p2o.config.generation import (  # noqa: F401  (re-exported: the names workflow and library import from here)
+    DEMO_FILE_NAMES, PLANTED_JUDGE, SFT_BASELINE, TRAINED_JUDGE, GenerateConfig, JudgeConfig)
+from p2o.config.online import OnlineConfig
 from p2o.config.methods import MethodSpec, default_method, is_registered_loss, method_spec
 
 DATASET_NAME = "^[a-z][a-z0-9]*$"  # prefixes every pair id and names the dataset's files
@@ -133,9 +136,11 @@ class TokenizeConfig:
 class OptimConfig:
     """Optimiser and schedule shared by SFT and preference training."""
 
-    # how often a run writes, not what it computes: left out of the workflow's rerun triggers and of
-    # the run fingerprint a checkpoint must match
-    RUN_ONLY: ClassVar[tuple[str, ...]] = ("log_every", "checkpoint_every")
+    # how often a run writes, and how a batch is split over micro-batches, processes and recomputed
+    # activations (the same update to float rounding), not what it computes: left out of the workflow's
+    # rerun triggers and of the run fingerprint a checkpoint must match
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("log_every", "checkpoint_every", "grad_accum", "gradient_checkpointing",
+                                           "devices")
 
     lr: float = setting(2e-5, "AdamW peak learning rate (paper: 2e-5)", required=True, exclusiveMinimum=0)
     batch_size: int = setting(8, "pairs per batch; a batch never mixes datasets (paper: 8)", required=True,
@@ -158,6 +163,17 @@ class OptimConfig:
                                               "skipped", minimum=0, exclusiveMaximum=1)
     checkpoint_every: int = setting(0, "optimizer steps between resumable checkpoints, at batch ends (newest only, "
                                        "removed when the job ends; 0: none; changing it reruns nothing)", minimum=0)
+    grad_accum: int = setting(1, "micro-batches per batch: each backpropagates its share of the batch loss and one "
+                                 "optimizer step follows, the update of the whole batch to float rounding, in less "
+                                 "memory; a loss with batch statistics (KTO's z0, ORPO's NLL) refuses more than 1 "
+                                 "(changing it reruns nothing)", minimum=1)
+    gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass instead of storing "
+                                                  "them (HF gradient_checkpointing_enable): less memory, about one "
+                                                  "more forward; same update (changing it reruns nothing)")
+    devices: int = setting(1, "processes of one data-parallel job (torchrun, one GPU each): each takes a slice of "
+                              "every batch, gradients are summed; the update of one process to float rounding; a "
+                              "loss with batch statistics refuses more than 1 (changing it reruns nothing)",
+                           minimum=1)
 
 
 @dataclass
@@ -183,66 +199,6 @@ class ComputeMatchedConfig:
 
 
 REWARD_MODEL = "rm"  # the reward model's name in the experiment's paths, tables and figures
-SFT_BASELINE = "sft"  # the SFT model's name among the generating models (results/generate/sft/)
-PLANTED_JUDGE = "planted"  # the demo's planted rule as the gold judge (p2o.model.planted)
-DEMO_FILE_NAMES = ("hh.jsonl", "shp.jsonl", "ultrafeedback.jsonl")  # p2o.data.demo.DEMO_FILES, torch-free here
-
-
-@dataclass
-class GenerateConfig:
-    """Sampling from every trained model and the SFT model on held-out prompts (``p2o.model.generate``),
-    for the gold judge and the Monte-Carlo KL."""
-
-    # rows decoded together: samples agree to float rounding at another batch size, so no rerun trigger
-    RUN_ONLY: ClassVar[tuple[str, ...]] = ("batch_size",)
-
-    n_prompts: int = setting(100, "held-out prompts per dataset, the first ones of the held-out split (distinct "
-                                  "prompts, split order; fewer when the split has fewer)", minimum=1)
-    n_samples: int = setting(1, "completions per prompt", minimum=1)
-    max_new_tokens: int = setting(64, "tokens per completion at most (the EOS included); the prompt is cut from "
-                                      "the left to tokenize.max_prompt_length and to the model's positions less "
-                                      "this", minimum=1)
-    temperature: float = setting(1.0, "softmax temperature (0: greedy); 1 with top_p 1 samples from the policy "
-                                      "itself, so that the KL estimates are honest Monte-Carlo estimates",
-                                 minimum=0)
-    top_p: float = setting(1.0, "nucleus sampling: the smallest top set of mass >= top_p (1: off)",
-                           exclusiveMinimum=0, maximum=1)
-    seed: int = setting(0, "sampling seed; each (prompt, sample) draws from its own generator seeded by it, the "
-                           "same for every model (common random numbers)", minimum=0)
-    prompt_style: str = setting("dataset", "dataset (the prompt text as training read it) or chat (through the "
-                                           "tokenizer's chat template, for a chat model)",
-                                choices=("dataset", "chat"))
-    batch_size: int = setting(16, "rows (prompt x sample) decoded together", minimum=1)
-
-
-@dataclass
-class JudgeConfig:
-    """The gold judge of generated text: the demo's planted rule, or a reward model from the hub."""
-
-    # texts scored together: scores agree to float rounding at another batch size, so no rerun trigger
-    RUN_ONLY: ClassVar[tuple[str, ...]] = ("batch_size",)
-
-    name: str = setting("OpenAssistant/reward-model-deberta-v3-large-v2",
-                        "planted (the demo's planted rule; demo data only) or a sequence-classification reward "
-                        "model's hub id or local folder", nonempty=True)
-    revision: str | None = setting(None, "hub revision of the reward model")
-    batch_size: int = setting(16, "completions scored together (reward model)", minimum=1)
-
-    @property
-    def neural(self) -> bool:
-        """Whether the judge is a model (a GPU helps) rather than the planted rule."""
-        return self.name != PLANTED_JUDGE
-
-    def check(self, cfg: Config, key: str) -> None:
-        """The planted rule is the demo data's own labelling rule: on other data it means nothing."""
-        if self.name != PLANTED_JUDGE:
-            return
-        for name in cfg.data.names:
-            source = cfg.data.datasets[name].source
-            if source.replace("\\", "/").rsplit("/", 1)[-1] not in DEMO_FILE_NAMES:
-                raise ConfigError(f"config key '{key}.name': 'planted' judges only the demo data (the rule the "
-                                  f"demo's pairs were labelled by), but dataset {name!r} reads {source!r}; name a "
-                                  f"reward model instead")
 
 
 @dataclass
@@ -313,11 +269,18 @@ class Config:
     generate: GenerateConfig = section(GenerateConfig, "sampling from every trained model and the SFT model on "
                                                        "held-out prompts")
     judge: JudgeConfig = section(JudgeConfig, "the gold judge of the samples: win rates against the SFT model")
+    online: OnlineConfig = section(OnlineConfig, "online RLHF against the proxy reward model (ppo, rto, rloo, ...)")
 
     @property
     def seeded_models(self) -> bool:
         """Whether each training seed has its own initial model, SFT model and reference log-probs."""
         return self.seed_scope == "pipeline"
+
+    @property
+    def judge_optim(self) -> OptimConfig:
+        """The trained gold judge's optimiser: ``train``'s, with the judge's epochs and learning rate and no
+        held-out curves."""
+        return dataclasses.replace(self.train, epochs=self.judge.epochs, eval_every=0, lr=self.judge.lr or self.train.lr)
 
     @property
     def method_names(self) -> list[str]:
@@ -364,6 +327,7 @@ class Config:
                                   f"already a method in 'methods'")
         self.rm_experiment.check(self, "rm_experiment")
         self.judge.check(self, "judge")
+        self.online.check(self, "online")
         if SFT_BASELINE in self.methods:
             raise ConfigError(f"config key 'methods': {SFT_BASELINE!r} names the SFT model's samples; choose "
                               f"another method name")

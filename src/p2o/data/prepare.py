@@ -2,7 +2,8 @@
 
 ``prepare_dataset`` writes, atomically (``p2o.io``), into ``out_dir``:
 
-* ``train.jsonl`` and ``eval.jsonl``: one pair a line, in split order. Each line is the canonical
+* ``train.jsonl`` and ``eval.jsonl`` (and ``gold.jsonl``, the trained gold judge's pool, when ``n_gold``
+  > 0: ``p2o.data.splits.hold_out_tail``): one pair a line, in split order. Each line is the canonical
   form hashed by ``split_hash`` (keys sorted, UTF-8), so ``sha256sum train.jsonl`` equals the
   manifest's ``splits.train.sha256``.
 * ``manifest.json`` (written last): ``{dataset, format, source, split, data_dir, revision,
@@ -28,7 +29,7 @@ from p2o.data.errors import DataFormatError
 from p2o.data.load import load_pairs
 from p2o.data.pairs import PAIR_COLUMNS
 from p2o.data.sources import resolve_source
-from p2o.data.splits import cap_pairs_per_prompt, split_hash, split_pairs
+from p2o.data.splits import cap_pairs_per_prompt, hold_out_tail, split_hash, split_pairs
 from p2o.io import read_jsonl, write_json, write_jsonl
 
 OVER_MAX_PAIRS_PER_PROMPT = "over_max_pairs_per_prompt"  # the drop reason of cap_pairs_per_prompt
@@ -42,6 +43,7 @@ def prepare_dataset(
     salt: str,
     out_dir: str | os.PathLike,
     resolved: dict | None = None,
+    n_gold: int = 0,
 ) -> dict:
     """Load, split and write dataset ``name``; return the manifest (see the module docstring)."""
     out_dir = Path(out_dir)
@@ -53,9 +55,14 @@ def prepare_dataset(
     pairs, report = load_pairs(name, read)
     pairs, n_over = cap_pairs_per_prompt(pairs, ds.max_pairs_per_prompt)
     report = {**report, "pairs": len(pairs), "dropped": {**report["dropped"], OVER_MAX_PAIRS_PER_PROMPT: n_over}}
-    train, evals = split_pairs(pairs, n_train, n_eval, salt)
+    gold, pairs = hold_out_tail(pairs, n_gold, salt)
+    try:
+        train, evals = split_pairs(pairs, n_train, n_eval, salt)
+    except ValueError as e:
+        raise ValueError(f"{e}, after the gold judge's pool of judge.n_pairs = {n_gold}" if n_gold else str(e)) from None
     splits = {}
-    for split_name, frame in (("train", train), ("eval", evals)):
+    parts = (("train", train), ("eval", evals)) + ((("gold", gold),) if n_gold else ())
+    for split_name, frame in parts:
         write_jsonl(out_dir / f"{split_name}.jsonl", _canonical_records(frame))
         splits[split_name] = {"n": len(frame), "sha256": split_hash(frame)}
     manifest = {
@@ -78,7 +85,7 @@ def prepare_dataset(
     drops = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"
     print(
         f"[p2o.data] {name}: {report['rows']} rows -> {report['pairs']} pairs (dropped: {drops}); "
-        f"train {len(train)}, eval {len(evals)} -> {out_dir}",
+        f"train {len(train)}, eval {len(evals)}{f', gold judge pool {len(gold)}' if n_gold else ''} -> {out_dir}",
         file=sys.stderr,
     )
     return manifest

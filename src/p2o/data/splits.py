@@ -16,6 +16,13 @@ Properties: the same pairs and salt give the same splits whatever the row order;
 smaller ``n_train`` is a prefix of train for a larger one (the reward-model experiment's nested
 subsets rely on it).
 
+``hold_out_tail`` runs first when a gold judge is trained on the data (``judge.name: trained``): it
+takes whole prompts from the *end* of the same ``u`` order, the first ``n`` pairs in (reverse ``u``,
+id) order, as that judge's pool, and the splits are cut from the rest. Eval and train come from the
+start of the order, so they are the same as without a pool unless the data run short; the pool is
+disjoint from them, and from every larger training pool cut the same way (the reward-model
+experiment's).
+
 ``cap_pairs_per_prompt`` runs before the split when a dataset sets ``max_pairs_per_prompt``: it
 keeps the pairs of each prompt with the smallest ids, a choice that depends on neither the row order
 nor the salt. ``mismatched_partners`` pairs a prompt with the response of the next pair (cyclically)
@@ -36,6 +43,36 @@ from p2o.data.pairs import PAIR_COLUMNS
 def prompt_hash(salt: str, dataset: str, prompt: str) -> str:
     """``u(prompt)``: hex sha256 of ``salt \\0 dataset \\0 prompt``."""
     return hashlib.sha256(f"{salt}\x00{dataset}\x00{prompt}".encode()).hexdigest()
+
+
+def hold_out_tail(pairs: pd.DataFrame, n: int, salt: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(pool, rest)``: the first ``n`` pairs in (reverse ``u``, id) order, taking whole prompts (pairs
+    of the last prompt beyond ``n`` are in neither), and the pairs of every other prompt, in their
+    original order. ``n`` 0 gives an empty pool. Raises ``ValueError`` naming ``judge.n_pairs`` when
+    there are fewer than ``n`` pairs."""
+    frame = pairs.reset_index(drop=True)
+    if n == 0:
+        return frame.iloc[:0], frame
+    u = [prompt_hash(salt, d, p) for d, p in zip(frame["dataset"], frame["prompt"], strict=True)]
+    ids = list(frame["id"])
+    order = sorted(range(len(frame)), key=lambda i: (u[i], ids[i]))
+    tail = sorted(set(u), reverse=True)
+    taken, pool = set(), []
+    by_prompt: dict[str, list[int]] = {}
+    for i in order:
+        by_prompt.setdefault(u[i], []).append(i)
+    for key in tail:
+        if len(pool) >= n:
+            break
+        taken.add(key)
+        pool.extend(by_prompt[key])
+    if len(pool) < n:
+        name = ", ".join(sorted(set(frame["dataset"]))) or "(empty)"
+        raise ValueError(f"dataset '{name}': config key 'judge.n_pairs' = {n} asks for a larger gold-judge pool "
+                         f"than the data hold ({len(frame)} pairs over {len(tail)} prompts)")
+    rest = [i for i in range(len(frame)) if u[i] not in taken]
+    cols = list(PAIR_COLUMNS)
+    return frame.loc[pool[:n], cols].reset_index(drop=True), frame.loc[rest].reset_index(drop=True)
 
 
 def split_pairs(

@@ -1,4 +1,5 @@
-"""Preference losses as pure functions of per-sequence log-prob tensors, found by name.
+"""Preference losses as pure functions of per-sequence log-prob tensors, found by name; and the maths of
+online RLHF as pure functions of per-token tensors (not in the registry).
 
 Each loss takes ``PairLogps`` for the policy and the reference, plus the inputs it declares by name
 (``p2o.losses.registry``: the per-batch policy snapshot of the trust-region methods, KTO's mismatched
@@ -38,6 +39,21 @@ The reference-free losses (``simpo``, ``orpo``) take ``reference`` like every ot
 registry calls them all the same way) and ignore it; like TRL's CPOTrainer and ORPOTrainer they log
 ``rewards/*`` as β·m(y) (β the loss's own scale, λ for ORPO) and ``logps/*`` as the token means m(y),
 not the sums that the other losses log.
+
+The online half (PPO, RTO, iterative online DPO, RLOO, regression RL) is not registered: its inputs are
+per-token tensors ``(B, T)`` with an action mask ``(B, T)`` of 0/1 over response tokens, built from
+samples of the policy, and its pieces are separate functions that a rollout loop calls in order:
+
+- ``masked``: masked sums, means, variance and whitening; the index of each response's last token.
+- ``token_rewards``: the KL estimators k1/k2/k3 per token, the reward-model score at the last action
+  token (clamped), the no-EOS penalty, RTO's dense term clamp(β₁·(log π_dpo − log π_ref), ±c), and
+  ``compute_reward``, the one place they are summed into the reward r_t (OpenRLHF's ``compute_reward``).
+- ``ppo``: GAE, advantage whitening, the clipped policy loss and the clipped value loss (OpenRLHF's
+  ``PolicyLoss``/``ValueLoss``); RTO is PPO on ``compute_reward(..., dense=dense_dpo_reward(...))``.
+- ``rloo``: RLOO's leave-one-out baseline over k samples per prompt and its REINFORCE loss (TRL's
+  RLOOTrainer); ``regression_rl``, the "simple RL" of Shi et al. 2025.
+- ``pair_selection``: online DPO's best/worst of K samples per prompt by a reward, ties broken
+  deterministically; the pairs then train any registered offline loss.
 """
 
 # Importing a family module registers its losses, in the order of the table above.
@@ -54,6 +70,13 @@ from p2o.losses.slpo import (  # noqa: E402
 )
 from p2o.losses.tdpo import tdpo1, tdpo2, tdpo_loss  # noqa: E402
 from p2o.model.logps import PairLogps  # noqa: E402
+from p2o.losses.masked import masked_mean, masked_sum, masked_whiten, reduce_per_token  # noqa: E402
+from p2o.losses.token_rewards import (  # noqa: E402
+    approx_kl, at_last_action, compute_reward, dense_dpo_reward, no_eos_penalty,
+)
+from p2o.losses.ppo import gae, policy_loss, value_loss, whiten_advantages  # noqa: E402
+from p2o.losses.rloo import regression_rl, rloo_advantages, rloo_baseline, rloo_loss, sequence_reward  # noqa: E402
+from p2o.losses.pair_selection import Pairs, gather_responses, select_pairs  # noqa: E402
 from p2o.config.methods import MethodSpec, method_spec  # noqa: E402
 
 __all__ = [
@@ -62,4 +85,8 @@ __all__ = [
     "pkto", "trust_ratios", "clipped_surrogate", "kl_penalty", "trust_region_loss", "slpo", "log_everything_else",
     "log_pair_mass", "slpo_log_outcomes", "slpo_log_targets", "temper", "tdpo1", "tdpo2", "tdpo_loss",
     "REF_POINTS", "RATIOS", "CLIPS", "KL_ESTIMATORS", "TEMPER_BY",
+    "masked_mean", "masked_sum", "masked_whiten", "reduce_per_token", "approx_kl", "at_last_action",
+    "compute_reward", "dense_dpo_reward", "no_eos_penalty", "gae", "policy_loss", "value_loss",
+    "whiten_advantages", "regression_rl", "rloo_advantages", "rloo_baseline", "rloo_loss", "sequence_reward",
+    "Pairs", "gather_responses", "select_pairs",
 ]

@@ -10,6 +10,8 @@ from p2o.losses.registry import hp, register
 from p2o.model.logps import PairLogps
 
 REF_POINTS = ("mismatched", "chosen_token_mean", "zero")
+# z₀ is a mean over the batch: no micro-batches (``p2o.losses.registry``)
+Z_BATCH_STATS = ({"ref_point": "mismatched"}, {"ref_point": "chosen_token_mean"})
 REF_POINT = hp("z₀: 'mismatched' (KTO paper, TRL), 'chosen_token_mean' (the original p2o code) or 'zero'",
                choices=REF_POINTS)
 DESIRABLE_WEIGHT = hp("λ_D, weight of the desirable (chosen) responses (paper: 1)", exclusiveMinimum=0)
@@ -51,7 +53,7 @@ def kto_reference_point(
     return z.detach().clamp(min=0)
 
 
-@register("kto", trl="kto (KTOTrainer)", inputs=MISMATCHED_INPUTS, beta=BETA,
+@register("kto", trl="kto (KTOTrainer)", inputs=MISMATCHED_INPUTS, batch_stats=Z_BATCH_STATS, beta=BETA,
           desirable_weight=DESIRABLE_WEIGHT, undesirable_weight=UNDESIRABLE_WEIGHT, ref_point=REF_POINT,
           paper="Ethayarajh et al. 2024, KTO: Model Alignment as Prospect Theoretic Optimization, eq. 7, "
                 "https://arxiv.org/abs/2402.01306")

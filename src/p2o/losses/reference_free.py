@@ -34,7 +34,7 @@ def simpo(policy: PairLogps, reference: PairLogps, *, beta: float = 2.0,
     return loss, reward_metrics(chosen_rewards, rejected_rewards, policy, token_mean_logps=True)
 
 
-@register("orpo", trl="ORPOTrainer",
+@register("orpo", trl="ORPOTrainer", batch_stats=({},),  # the NLL is a token mean over the batch
           lambda_or=hp("λ, weight of the odds-ratio term beside the NLL (TRL's beta; paper: 0.1)", exclusiveMinimum=0),
           paper="Hong, Lee & Thorne 2024, ORPO: Monolithic Preference Optimization without Reference Model, "
                 "eqs. 6–7, https://arxiv.org/abs/2403.07691")

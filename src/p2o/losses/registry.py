@@ -10,6 +10,10 @@ of per-sequence log-prob tensors. ``@register`` beside the function states what 
   keyword; FLOP accounting follows from the same names.
 - ``hparams``: one ``Param`` per keyword-only hyper-parameter (help, bounds or choices); the default
   is the function's own keyword default, so it is written once.
+- ``batch_stats``: the hyper-parameter values under which the loss is not a mean of per-pair terms
+  (each a dict of values that must all hold; ``{}``: always), e.g. KTO's reference point z₀, a batch
+  mean. Such a loss cannot be split into micro-batches or across processes
+  (``train.grad_accum``, ``train.devices``): training refuses it there.
 
 This module imports no tensor library; the config layer validates ``methods.*`` against a catalogue
 generated from it (``python -m p2o.docs``).
@@ -31,6 +35,12 @@ class LossSpec(LossEntry):
     """A registered loss: the catalogue's entry (hyper-parameters, inputs, paper, TRL name) and its function."""
 
     fn: Callable[..., Any]
+    batch_stats: tuple[dict[str, Any], ...] = ()
+
+    def batch_level(self, hparams: dict[str, Any]) -> bool:
+        """Whether the loss reads a statistic of the whole batch under ``hparams`` (see ``register``)."""
+        values = {**self.hyperparameters, **hparams}
+        return any(all(values.get(k) == v for k, v in when.items()) for when in self.batch_stats)
 
 
 LOSSES: dict[str, LossSpec] = {}
@@ -43,7 +53,7 @@ def hp(help: str, *, choices: tuple[str, ...] = (), **bounds: float) -> Param:
 
 
 def register(name: str, *, paper: str, trl: str = "—", inputs: dict[str, dict[str, Any]] | None = None,
-             **hparams: Param) -> Callable:
+             batch_stats: tuple[dict[str, Any], ...] = (), **hparams: Param) -> Callable:
     """Register the decorated loss as ``name``; each hyper-parameter's ``Param`` takes the function's
     keyword default as its default. Signature and declaration must name the same keywords."""
 
@@ -57,7 +67,7 @@ def register(name: str, *, paper: str, trl: str = "—", inputs: dict[str, dict[
         if missing:
             raise TypeError(f"loss {name!r}: declared inputs {sorted(missing)} are not parameters of {fn.__name__}")
         declared = {n: Param(keywords[n], hparams[n].help, hparams[n].bounds, hparams[n].choices) for n in keywords}
-        LOSSES[name] = LossSpec(name, declared, dict(inputs or {}), paper, trl, fn)
+        LOSSES[name] = LossSpec(name, declared, dict(inputs or {}), paper, trl, fn, tuple(batch_stats))
         return fn
 
     return add

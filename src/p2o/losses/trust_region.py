@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from p2o.losses.common import BETA, Metrics, reward_metrics
-from p2o.losses.kto import (DESIRABLE_WEIGHT, MISMATCHED_INPUTS, REF_POINT, UNDESIRABLE_WEIGHT,
+from p2o.losses.kto import (DESIRABLE_WEIGHT, MISMATCHED_INPUTS, REF_POINT, UNDESIRABLE_WEIGHT, Z_BATCH_STATS,
                             kto_reference_point)
 from p2o.losses.registry import hp, register
 from p2o.model.logps import PairLogps
@@ -132,7 +132,8 @@ def trust_region_loss(policy: PairLogps, reference: PairLogps, snapshot: PairLog
     return loss, metrics
 
 
-@register("p2o", inputs={"snapshot": {}}, beta=BETA, eps_clip=EPS_CLIP, kl_coef=KL_COEF,
+@register("p2o", inputs={"snapshot": {}}, batch_stats=({"kl_estimator": "original"},), beta=BETA, eps_clip=EPS_CLIP,
+          kl_coef=KL_COEF,
           ratio=hp("ρ per pair (both responses' tokens) or per side (ρ⁺, ρ⁻)", choices=RATIOS), clip=CLIP,
           kl_estimator=KL_ESTIMATOR,
           paper="P²O (this paper): DPO's margin in PPO's clipped surrogate, Schulman et al. 2017, "
@@ -171,7 +172,8 @@ def p2o(
                              clip, kl_estimator)
 
 
-@register("pkto", inputs={"snapshot": {}, **MISMATCHED_INPUTS}, beta=BETA, eps_clip=EPS_CLIP,
+@register("pkto", inputs={"snapshot": {}, **MISMATCHED_INPUTS},
+          batch_stats=(*Z_BATCH_STATS, {"kl_estimator": "original"}), beta=BETA, eps_clip=EPS_CLIP,
           kl_coef=KL_COEF, desirable_weight=DESIRABLE_WEIGHT, undesirable_weight=UNDESIRABLE_WEIGHT,
           ref_point=REF_POINT,
           ratio=hp("ρ per side (ρ⁺, ρ⁻; the original) or per pair", choices=RATIOS), clip=CLIP,

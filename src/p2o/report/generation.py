@@ -48,10 +48,12 @@ def _fmt(mean: float, ci: float, digits: int, bold: bool) -> str:
     return f"\\textbf{{{text}}}" if bold else text
 
 
-def winrate_table(summary: pd.DataFrame, methods: list[str], datasets: list[str], caption: str, label: str) -> str:
+def winrate_table(summary: pd.DataFrame, methods: list[str], datasets: list[str], caption: str, label: str,
+                  compute: dict[str, float] | None = None) -> str:
     """A row per method: the win rate against the SFT model on each dataset, then over all datasets
     the win rate, the length-controlled one, the gold reward, the KL (k3) and the length; mean ± 95 %
-    CI over seeds, the best in each column in bold."""
+    CI over seeds, the best in each column in bold. ``compute`` (method -> training FLOPs, mean over
+    seeds) adds a last column."""
     rows = summary.set_index(["method", "dataset", "metric"])
     columns = [(d, "win_rate") for d in datasets] + [("all", m) for m in TABLE_METRICS]
     best = {}
@@ -61,12 +63,14 @@ def winrate_table(summary: pd.DataFrame, methods: list[str], datasets: list[str]
         if means and direction:
             top = (max if direction == "max" else min)(means.values())
             best[d, metric] = {m for m, v in means.items() if abs(v - top) <= 1e-12}
-    header = " & ".join([f"{d.upper()}" for d in datasets] + [GENERATION_LABELS[m] for m in TABLE_METRICS])
+    header = " & ".join([f"{d.upper()}" for d in datasets] + [GENERATION_LABELS[m] for m in TABLE_METRICS]
+                        + (["FLOPs"] if compute is not None else []))
+    extra = int(compute is not None)
     lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
              "\\resizebox{\\linewidth}{!}{%",  # nine columns of mean ± CI: wider than the text
-             "\\begin{tabular}{l" + "r" * len(columns) + "}", "\\toprule",
+             "\\begin{tabular}{l" + "r" * (len(columns) + extra) + "}", "\\toprule",
              f" & \\multicolumn{{{len(datasets)}}}{{c}}{{Win rate vs SFT}} & "
-             f"\\multicolumn{{{len(TABLE_METRICS)}}}{{c}}{{All datasets}} \\\\",
+             f"\\multicolumn{{{len(TABLE_METRICS)}}}{{c}}{{All datasets}}" + (" & Compute" if extra else "") + " \\\\",
              f"\\cmidrule(lr){{2-{1 + len(datasets)}}}\\cmidrule(lr){{{2 + len(datasets)}-{1 + len(columns)}}}",
              f"Method & {header} \\\\", "\\midrule"]
     for method in methods:
@@ -78,6 +82,8 @@ def winrate_table(summary: pd.DataFrame, methods: list[str], datasets: list[str]
             r = rows.loc[(method, d, metric)]
             digits = 1 if metric == "mean_length" else 3
             cells.append(_fmt(r["mean"], r["ci95"], digits, method in best.get((d, metric), ())))
+        if compute is not None:
+            cells.append(f"{compute[method]:.2e}".replace("e+", "e") if method in compute else "--")
         lines.append(f"{latex_name(method)} & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
     return "\n".join(lines)
@@ -191,3 +197,17 @@ def samples_appendix(samples: Mapping[str, Mapping[str, str | Path]], methods: l
                   f"(prompts to {prompt_limit}); non-ASCII characters are shown as ?.\n")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def mean_training_flops(summaries: dict[str, list[str | Path]]) -> dict[str, float]:
+    """Method -> its training FLOPs (``summary.json``'s ``compute.flops``), mean over runs. A run given as
+    several summaries (online DPO's iterations) sums them."""
+    out = {}
+    for method, runs in summaries.items():
+        totals: dict[str, float] = {}
+        for path in runs:
+            record = read_json(path)
+            key = str(record.get("seed"))
+            totals[key] = totals.get(key, 0.0) + float(record["compute"]["flops"])
+        out[method] = sum(totals.values()) / len(totals)
+    return out

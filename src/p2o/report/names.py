@@ -15,6 +15,8 @@ PAPER_NAMES = {
     "dpo": "DPO", "ipo": "IPO", "kto": "KTO", "p2o": "P$^2$O", "pkto": "PKTO", "cdpo": "cDPO", "robust_dpo": "rDPO",
     "hinge": "Hinge", "rdpo": "R-DPO", "simpo": "SimPO", "orpo": "ORPO", "slpo": "SLPO", "tdpo1": "TDPO$_1$",
     "tdpo2": "TDPO$_2$", "p2o_lr5x": "P$^2$O (5$\\times$lr)",
+    # the online methods (p2o.config.online)
+    "ppo": "PPO", "rto": "RTO", "rloo": "RLOO", "regression_rl": "Regression RL", "online_dpo": "Online DPO",
 }
 
 

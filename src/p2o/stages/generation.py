@@ -12,10 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from p2o.config import GenerateConfig, JudgeConfig, TokenizeConfig
-from p2o.config.sections import PLANTED_JUDGE
 from p2o.io import read_json, read_jsonl, write_json, write_jsonl
 from p2o.provenance import provenance
-from p2o.stages.jobs import PathLike, manifest_sha256, pad_id_of
+from p2o.stages.jobs import PathLike, manifest_sha256, pad_id_of, read_prepared
 
 SAMPLING_KEYS = ("n_prompts", "n_samples", "max_new_tokens", "temperature", "top_p", "seed", "prompt_style")  # samples compare across models
 GENERATION_META = "generation.json"
@@ -24,11 +23,7 @@ GENERATION_META = "generation.json"
 def heldout_prompts(split_path: PathLike, n: int) -> tuple[list[str], list[str]]:
     """``(ids, prompts)``: the first ``n`` distinct prompts of a held-out split in split order, each
     named by the id of its first pair (several pairs can share a prompt)."""
-    from p2o.data import read_split
-
-    if not Path(split_path).exists():
-        raise FileNotFoundError(f"{split_path} not found; prepare the data first (p2o prepare)")
-    df = read_split(split_path)
+    df = read_prepared(split_path)
     first = df.drop_duplicates("prompt").head(n)
     return first["id"].astype(str).tolist(), first["prompt"].tolist()
 
@@ -80,13 +75,22 @@ def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str
     return meta
 
 
-def gold_judge(judge: JudgeConfig, device: str = "cpu", autocast: str = "none"):
-    """The judge ``judge`` names: the planted rule (no torch imported) or a reward model, reading no more
-    tokens than the model takes (``RewardModelJudge`` cuts the prompt's start, keeping the completion)."""
+def gold_judge(judge: JudgeConfig, device: str = "cpu", autocast: str = "none", judge_model: PathLike | None = None,
+               tokenize: TokenizeConfig | None = None):
+    """The judge ``judge`` names: the planted rule (no torch imported), the workflow's trained reward model
+    (``judge_model``, reading texts as it read its pairs: ``tokenize``), or a reward model by hub id or
+    folder, reading no more tokens than the model takes (``RewardModelJudge`` cuts the prompt's start,
+    keeping the completion)."""
     from p2o.model.planted import PLANTED, PlantedJudge
 
     if judge.name == PLANTED:
         return PlantedJudge()
+    if judge.trained:
+        from p2o.training.reward_model import RewardModelJudge as TrainedJudge
+
+        if judge_model is None or tokenize is None:
+            raise ValueError("judge.name: trained needs the trained judge's folder and the tokenize settings")
+        return TrainedJudge(judge_model, tokenize, device, judge.batch_size)
     from p2o.model.generate import model_max_positions
     from p2o.model.judge import RewardModelJudge
 
@@ -96,16 +100,16 @@ def gold_judge(judge: JudgeConfig, device: str = "cpu", autocast: str = "none"):
     return scorer
 
 
-def judge_provenance(judge: JudgeConfig, device: str, config: Mapping | None) -> dict:
-    """``p2o.provenance.provenance``, less the torch threads for the planted judge (which runs without torch)."""
-    if judge.name != PLANTED_JUDGE:
-        return provenance(device, config)
-    from p2o.provenance import config_sha256, cpu_name, git_commit, versions
-
-    out = {"git_commit": git_commit(), "versions": versions(), "device": device, "device_name": cpu_name()}
-    if config is not None:
-        out.update(config_sha256=config_sha256(config), config=dict(config))
-    return out
+def judge_record(judge: JudgeConfig, judge_model: PathLike | None) -> dict:
+    """Which judge: its name and revision, and for the trained judge its folder and held-out accuracy
+    (from ``heldout.json`` beside the folder, ``p2o.stages.reward.train_scored_reward_model``)."""
+    record = {"name": judge.name, "revision": judge.revision}
+    if judge.trained and judge_model is not None:
+        heldout = Path(judge_model).parent / "heldout.json"
+        accuracy = read_json(heldout) if heldout.exists() else {}
+        record.update(model=str(judge_model), heldout_accuracy={
+            name: m["eval_rewards/accuracies"] for name, m in accuracy.get("heldout", {}).items()})
+    return record
 
 
 def generation_meta(samples_path: PathLike) -> dict:
@@ -116,7 +120,8 @@ def generation_meta(samples_path: PathLike) -> dict:
 
 def judge(samples: Mapping[str, PathLike], baseline: Mapping[str, PathLike], out: Mapping[str, PathLike],
           judge: JudgeConfig, device: str = "cpu", run: Mapping | None = None, config: Mapping | None = None,
-          autocast: str = "none") -> dict[str, dict]:
+          autocast: str = "none", judge_model: PathLike | None = None,
+          tokenize: TokenizeConfig | None = None) -> dict[str, dict]:
     """Scores a policy's samples (dataset -> JSONL of ``generate``) and the baseline's (the SFT model's,
     on the same prompts) with the gold judge and writes, per dataset, one JSON to ``out[dataset]``:
     ``mean_reward`` (gold) and ``baseline_mean_reward``, ``win_rate`` against the baseline (sample k
@@ -128,7 +133,8 @@ def judge(samples: Mapping[str, PathLike], baseline: Mapping[str, PathLike], out
 
     from p2o.report.winrate import compare_to_baseline, generation_summary
 
-    scorer, run = gold_judge(judge, device, autocast), dict(run or {})
+    scorer, run = gold_judge(judge, device, autocast, judge_model, tokenize), dict(run or {})
+    which = judge_record(judge, judge_model)
     records = {}
     for dataset, path in samples.items():
         meta, base_meta = generation_meta(path), generation_meta(baseline[dataset])
@@ -148,10 +154,10 @@ def judge(samples: Mapping[str, PathLike], baseline: Mapping[str, PathLike], out
                   "kl_k1": m["kl_k1"], "kl_k2": m["kl_k2"], "kl_k3": m["kl_k3"], "mean_length": m["mean_length"],
                   "eos_rate": m["eos_rate"], "n": m["n_samples"], "n_pairs": m["n_pairs"],
                   "baseline_mean_length": b["mean_length"], "baseline_eos_rate": b["eos_rate"],
-                  "judge": {"name": judge.name, "revision": judge.revision},
+                  "judge": which,
                   "prompt_style": meta.get("prompt_style"), "sampling": sampling,
                   "samples": str(path), "baseline": str(baseline[dataset]),
-                  "policy": meta.get("policy"), "provenance": judge_provenance(judge, device, config)}
+                  "policy": meta.get("policy"), "provenance": provenance(device, config)}
         write_json(out[dataset], record)
         print(f"{dataset}: gold reward {record['mean_reward']:.3f} (SFT {record['baseline_mean_reward']:.3f})  win "
               f"rate {record['win_rate']:.3f}  LC {record['lc_win_rate']:.3f}  KL k3 {record['kl_k3']:.3f}  -> "

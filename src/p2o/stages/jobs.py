@@ -21,6 +21,7 @@ log-probs equal the reference's before any update.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Mapping
@@ -38,14 +39,24 @@ from p2o.training.fingerprint import Fingerprint, input_digests
 PathLike = str | Path
 
 
-def load_split(tokenizer, path: PathLike, dataset: str, tokenize: TokenizeConfig):
-    """A prepared split file, tokenised."""
+def read_prepared(path: PathLike):
+    """A prepared split file as a DataFrame (``p2o.data.read_split``), or an error saying how to make it."""
     from p2o.data import read_split
-    from p2o.model.tokenize import tokenize_pairs
 
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} not found; prepare the data first (p2o prepare)")
-    df = read_split(path)
+    return read_split(path)
+
+
+def load_split(tokenizer, path: PathLike, dataset: str, tokenize: TokenizeConfig):
+    """A prepared split file, tokenised."""
+    return tokenize_frame(tokenizer, read_prepared(path), dataset, tokenize)
+
+
+def tokenize_frame(tokenizer, df, dataset: str, tokenize: TokenizeConfig):
+    """A split's pairs (``read_prepared``), tokenised (``p2o.model.tokenize.tokenize_pairs``)."""
+    from p2o.model.tokenize import tokenize_pairs
+
     return tokenize_pairs(tokenizer, dataset, df["id"].tolist(), df["prompt"].tolist(), df["chosen"].tolist(),
                           df["rejected"].tolist(), tokenize)
 
@@ -54,12 +65,17 @@ def pad_id_of(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def manifest_sha256(split_path: PathLike) -> str | None:
-    """sha256 of a prepared split, from the manifest beside it."""
+def split_record(split_path: PathLike) -> dict:
+    """A prepared split's ``{n, sha256}``, from the manifest beside it ({} without one)."""
     manifest = Path(split_path).parent / "manifest.json"
     if not manifest.exists():
-        return None
-    return read_json(manifest)["splits"][Path(split_path).stem]["sha256"]
+        return {}
+    return read_json(manifest)["splits"][Path(split_path).stem]
+
+
+def manifest_sha256(split_path: PathLike) -> str | None:
+    """sha256 of a prepared split, from the manifest beside it."""
+    return split_record(split_path).get("sha256")
 
 
 def download(ds: DatasetConfig, out_path: PathLike, source_path: PathLike | None = None,
@@ -138,6 +154,14 @@ def init_model(model: ModelConfig, train_splits: Mapping[str, PathLike], out_dir
     return out
 
 
+def main_log(path: PathLike):
+    """The job's JSONL log on rank 0 of a job of several processes (and of every job of one); no log
+    (None) on the others, which must not create the file."""
+    from p2o.training import parallel
+
+    return JsonlLog(path) if parallel.rank() == 0 else contextlib.nullcontext()
+
+
 def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: TokenizeConfig, optim: OptimConfig,
         seed: int, out_dir: PathLike, device: str = "cpu", config: Mapping | None = None,
         lora: LoraConfig | None = None) -> dict:
@@ -148,8 +172,10 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     With ``lora.r > 0`` only LoRA adapters train and are merged into the saved model
     (``merge_and_unload``): the SFT model stays a plain model folder, the reference of every method."""
     from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
+    from p2o.training import parallel
     from p2o.training.sft import sft as run_sft
 
+    parallel.init(optim.devices, "sft")  # a torchrun job of sft.devices processes: before any model is loaded
     out_dir = Path(out_dir)
     tokenizer, model = load_tokenizer(base_dir), load_model(base_dir, device)
     params = {"tokenize": asdict(tokenize)}
@@ -159,9 +185,11 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
     ).extend(code=[entry_of(sft)])
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     start = time.time()
-    with JsonlLog(out_dir / "log.jsonl") as log:
+    with main_log(out_dir / "log.jsonl") as log:
         result = run_sft(model, splits, optim, seed, pad_id_of(tokenizer), log, device,
                          checkpoint=out_dir / "checkpoint.pt", run=run)
+    if parallel.rank() != 0:  # rank 0 alone writes
+        return result
     if peft_model is not None:
         model = peft_model.merge_and_unload()
     save_model(model, tokenizer, out_dir / "model", model_source(base_dir))
@@ -213,9 +241,11 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     from p2o.model.lora import FrozenBase
     from p2o.model.reference import ReferenceLogps
     from p2o.training.compute import compute_record, training_compute
+    from p2o.training import parallel
     from p2o.training.inputs import needs_reference_model
     from p2o.training.preference import method_inputs, train_preference
 
+    parallel.init(optim.devices)  # a torchrun job of train.devices processes: before any model is loaded
     out_dir = Path(out_dir)
     optim = replace(optim, lr=optim.lr * method.lr_scale)  # the summary records the learning rate run
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
@@ -253,9 +283,11 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
                         for s, ref in held_out}
 
     start = time.time()
-    with JsonlLog(out_dir / "log.jsonl") as log:
+    with main_log(out_dir / "log.jsonl") as log:
         result = train_preference(policy, splits, references, method, optim, seed, pad_id, log, device, evaluator,
                                   checkpoint=out_dir / "checkpoint.pt", reference_model=reference_model, run=run)
+    if parallel.rank() != 0:  # rank 0 alone writes
+        return result
     fingerprint = result.pop("fingerprint")
     save_model(peft_model or policy, tokenizer, out_dir / "model", model_source(model_dir), base=model_dir)
     summary = {
@@ -286,7 +318,6 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, targets: Mapping[str, Ev
     ``targets`` (dataset -> ``EvalTarget``), at the precision ``autocast`` the policy trained at; the
     models are loaded once (a LoRA policy on ``model_dir``: one model, its base the reference,
     ``load_policy_and_reference``). ``run`` (method, seed, ...) and ``config`` are recorded with the metrics."""
-    from p2o.data import read_split
     from p2o.data.splits import prompt_key
     from p2o.model.evaluate import evaluate_split
     from p2o.model.loading import load_policy_and_reference, load_tokenizer
@@ -297,12 +328,13 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, targets: Mapping[str, Ev
     policy, reference_model = load_policy_and_reference(policy_dir, model_dir, device)
     records = {}
     for dataset, target in targets.items():
-        split = load_split(tokenizer, target.split, dataset, tokenize)
+        pairs = read_prepared(target.split)
+        split = tokenize_frame(tokenizer, pairs, dataset, tokenize)
         ref = ReferenceLogps.load(target.reference, split, tokenize, autocast)
         with precision(autocast, device):
             metrics = evaluate_split(policy, reference_model, split, ref, evaluate.beta, pad_id_of(tokenizer),
                                      evaluate.batch_size, device, per_pair=True)
-        metrics["pairs"]["prompt"] = [prompt_key(p) for p in read_split(target.split)["prompt"]]  # bootstrap clusters
+        metrics["pairs"]["prompt"] = [prompt_key(p) for p in pairs["prompt"]]  # bootstrap clusters
         record = {**(run or {}), "dataset": dataset, "policy": str(policy_dir),
                   "split_sha256": manifest_sha256(target.split), **metrics, "provenance": provenance(device, config)}
         write_json(target.out, record)

@@ -4,7 +4,7 @@ One place names the paths, for the workflow's rules (root ``results``) and for t
 line (root ``--workdir``, default ``runs``)::
 
     raw/{dataset}.jsonl, {dataset}.source.json       download: the rows and their source record
-    data/{dataset}/{train,eval}.jsonl, manifest.json  prepare
+    data/{dataset}/{train,eval}.jsonl, manifest.json  prepare (and gold.jsonl: the trained judge's pool)
     base/                                            init_model
     sft/{model/, log.jsonl, summary.json}            sft: the reference model
     reference/{dataset}_{part}.pt                    reference log-probs, once per split
@@ -14,6 +14,9 @@ line (root ``--workdir``, default ``runs``)::
     generate/{method}/seed{seed}/{dataset}.jsonl, generation.json   samples of a trained model
     generate/sft/{dataset}.jsonl (generate/sft/seed{seed}/...)      the SFT model's, the baseline
     judge/{method}/seed{seed}/{dataset}.json         gold reward, win rate against SFT, KL estimates
+    gold_judge/{model/, log.jsonl, summary.json, heldout.json}    the trained gold judge (judge.name: trained)
+    proxy_rm/{model/, log.jsonl, summary.json, heldout.json}      online training's proxy reward model
+    online_dpo/seed{seed}/iter{i}/{samples/, pairs/{dataset}/, reference/, model/, ...}  online DPO's iterations
     aggregate/{name}.csv                             tidy results and summaries
     rm_experiment/{dataset}/...                      reward model versus DPO (``Layout.rm_*``)
     tables/{name}.csv, paper/generated/{name}, paper/main.pdf
@@ -129,6 +132,41 @@ class Layout:
 
     def judge(self, method: str, seed, dataset: str) -> str:
         return self.path("judge", method, f"seed{seed}", f"{dataset}.json")
+
+    def gold_judge(self) -> Run:
+        """The reward model the workflow trains as the gold judge (``judge.name: trained``)."""
+        return Run(self.path("gold_judge"))
+
+    def gold_judge_heldout(self) -> str:
+        """Its accuracy on every held-out split (pairs it never saw)."""
+        return _join(self.gold_judge().dir, "heldout.json")
+
+    # ------------------------------------------------------------------ online training
+
+    def proxy(self) -> Run:
+        """The proxy reward model online methods optimise (Bradley–Terry on the training splits)."""
+        return Run(self.path("proxy_rm"))
+
+    def proxy_heldout(self) -> str:
+        return _join(self.proxy().dir, "heldout.json")
+
+    def online_dpo(self, seed, iteration) -> Run:
+        """Online DPO's iteration ``iteration`` (1, 2, ...) of training seed ``seed``: its policy, log, summary."""
+        return Run(self.path("online_dpo", f"seed{seed}", f"iter{iteration}"))
+
+    def online_dpo_samples(self, seed, iteration, dataset: str) -> str:
+        """The K samples per training prompt the iteration's pairs are picked from (drawn by the previous policy)."""
+        return _join(self.online_dpo(seed, iteration).dir, "samples", f"{dataset}.jsonl")
+
+    def online_dpo_generation_meta(self, seed, iteration) -> str:
+        return _join(self.online_dpo(seed, iteration).dir, "samples", "generation.json")
+
+    def online_dpo_pairs(self, seed, iteration, dataset: str) -> str:
+        """The iteration's (best, worst) pairs by the proxy reward model, a split with a manifest beside it."""
+        return _join(self.online_dpo(seed, iteration).dir, "pairs", dataset, "train.jsonl")
+
+    def online_dpo_reference(self, seed, iteration, dataset: str) -> str:
+        return _join(self.online_dpo(seed, iteration).dir, "reference", f"{dataset}.pt")
 
     def aggregate(self, name: str) -> str:
         return self.path("aggregate", f"{name}.csv")

@@ -3,6 +3,8 @@
     rm_subset              train split + its reference log-probs -> their first N pairs
     train_reward_model     SFT model + train splits              -> reward model folder, log, summary
     evaluate_reward_model  reward model + one eval split         -> metrics JSON
+    train_scored_reward_model  SFT model + pools + eval splits  -> a reward model and its held-out accuracy
+                           (the trained gold judge on its own pools; online training's proxy on the training splits)
 
 The DPO side of the experiment is ``p2o.stages.jobs.train`` and ``p2o.stages.jobs.evaluate`` on the subset.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from p2o.config import OptimConfig, TokenizeConfig
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
-from p2o.stages.jobs import PathLike, load_split, manifest_sha256, pad_id_of
+from p2o.stages.jobs import PathLike, load_split, manifest_sha256, pad_id_of, split_record
 from p2o.job_code import entry_of
 from p2o.provenance import provenance
 from p2o.training.fingerprint import Fingerprint, input_digests
@@ -106,3 +108,33 @@ def evaluate_reward_model(rm_dir: PathLike, split_path: PathLike, dataset: str, 
     print(f"{dataset}: reward model accuracy {metrics['eval_rewards/accuracies']:.3f}  margin "
           f"{metrics['eval_rewards/margins']:.3f}  -> {out_path}", file=sys.stderr)
     return record
+
+
+def train_scored_reward_model(model_dir: PathLike, pools: Mapping[str, PathLike], heldout: Mapping[str, PathLike],
+                              optim: OptimConfig, tokenize: TokenizeConfig, seed: int, out_dir: PathLike,
+                              heldout_out: PathLike, batch_size: int = 16, device: str = "cpu",
+                              config: Mapping | None = None, role: str = "gold_judge") -> dict:
+    """A Bradley–Terry reward model (``train_reward_model``) trained on ``pools`` (dataset -> split), then
+    scored on every held-out split (dataset -> ``eval.jsonl``), which it never saw. ``role`` says what it
+    is for: ``gold_judge`` (``judge.name: trained``, on pools disjoint from every split) or ``proxy``
+    (online training's reward, on the training splits). ``heldout_out`` gets ``{role, heldout: {dataset:
+    metrics}, mean_accuracy, pools: {dataset: {n, sha256}}}``: what its verdicts are worth."""
+    from p2o.model.loading import load_tokenizer
+    from p2o.training.reward_model import RewardModel, evaluate_reward_model as evaluate_rm
+
+    summary = train_reward_model(model_dir, pools, optim, tokenize, seed, out_dir, device, config)
+    model_path = Path(out_dir) / "model"
+    tokenizer, model = load_tokenizer(model_path), RewardModel.load(model_path, device)
+    metrics = {name: {**evaluate_rm(model, load_split(tokenizer, path, name, tokenize), pad_id_of(tokenizer),
+                                    batch_size, device), "split_sha256": manifest_sha256(path)}
+               for name, path in heldout.items()}
+    accuracy = {name: m["eval_rewards/accuracies"] for name, m in metrics.items()}
+    record = {"role": role, "model": str(model_path), "seed": seed,
+              "pools": {name: split_record(path) for name, path in pools.items()},
+              "heldout": metrics, "mean_accuracy": sum(accuracy.values()) / len(accuracy),
+              "provenance": provenance(device, config)}
+    write_json(heldout_out, record)
+    print(f"{role} held-out accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()) +
+          f" -> {heldout_out}", file=sys.stderr)
+    return {**summary, "heldout": record}
+

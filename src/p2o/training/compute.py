@@ -16,6 +16,12 @@ parameters, plus 2·d·V per token where the LM head is applied (response tokens
 ``p2o.model.logps``); a backward costs twice its forward. The attention term 2·n_layer·n_ctx·d is left
 out (under 5 % at these lengths). Held-out evaluations during training are not training compute
 and are not counted.
+
+Online runs (``p2o.training.online``) cannot replay their work, since the response lengths are
+sampled: they count it as they go with ``Compute.add``. Generation is a forward over the prompt and
+every sampled token but the last (KV-cached: each token passes the body once) with the LM head at each
+sampled token; the proxy reward model and the critic are bodies of the policy's size (both come from
+the SFT model) without the LM head, so their tokens count as body tokens with no head tokens.
 """
 
 from __future__ import annotations
@@ -39,6 +45,18 @@ class Compute:
     forward_head_tokens: int = 0  # tokens through the LM head (response tokens)
     backward_tokens: int = 0
     backward_head_tokens: int = 0
+    generated_tokens: int = 0  # sampled response tokens (online runs; their forwards are counted above)
+
+    def add(self, tokens: int, head_tokens: int = 0, backward: bool = False) -> None:
+        """One forward (and with ``backward`` its backward) over ``tokens`` body tokens, ``head_tokens``
+        of them through the LM head."""
+        self.forward_passes += 1
+        self.forward_tokens += tokens
+        self.forward_head_tokens += head_tokens
+        if backward:
+            self.backward_passes += 1
+            self.backward_tokens += tokens
+            self.backward_head_tokens += head_tokens
 
     def flops(self, body_params: int, d_model: int, vocab: int) -> float:
         forward = 2 * body_params * self.forward_tokens + 2 * d_model * vocab * self.forward_head_tokens

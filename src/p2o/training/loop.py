@@ -2,9 +2,13 @@
 
 ``train_loop`` visits the datasets in config order within every epoch (HH → SHP → UF in the paper),
 never mixing datasets in a batch, in a seeded order (``p2o.training.schedule``). A trainer gives it one
-function, ``batch_steps(split, index)``, a generator that yields one ``StepOutput`` (loss, metrics,
-tokens) per optimizer step on that batch: once for SFT and the reward model, K times for a method with
-K inner steps. The loop does everything else: AdamW with linear warm-up then cosine decay to 10 % of the
+function, ``batch_steps(split, index)``, a generator that yields one step per optimizer step on that
+batch (once for SFT and the reward model, K times for a method with K inner steps); a step is an
+iterable of ``StepOutput`` (loss, metrics, tokens, weight), one per micro-batch of this process's share
+of the batch (``p2o.training.parallel``: ``train.grad_accum`` micro-batches, ``train.devices``
+processes). The loop backpropagates each micro-batch's weighted loss as it comes (one micro-batch's
+activations in memory at a time), sums the gradients over processes and logs whole-batch values.
+It does everything else: AdamW with linear warm-up then cosine decay to 10 % of the
 peak, gradient clipping, skipping (and counting) non-finite steps, a resumable checkpoint every
 ``checkpoint_every`` optimizer steps at batch ends, held-out evaluation every ``eval_every`` steps, and
 a tqdm bar plus, every ``log_every`` steps, one JSONL record: loss, metrics, grad norm, learning rate,
@@ -19,7 +23,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +35,7 @@ from p2o.io import JsonlLog, atomic_path
 from p2o.job_code import entry_of
 from p2o.model.logps import precision
 from p2o.model.tokenize import TokenizedSplit
+from p2o.training import parallel
 from p2o.training.fingerprint import Fingerprint
 from p2o.training.schedule import epoch_batches, get_lr, n_batches
 
@@ -41,12 +46,34 @@ def autocast(cfg: OptimConfig, device: str):
     return precision(cfg.autocast, device)
 
 
+def train_mode(model, cfg: OptimConfig, section: str = "train") -> None:
+    """``model.train(cfg.dropout)``, with HF gradient checkpointing when ``cfg.gradient_checkpointing``.
+
+    HF checkpoints a layer only while the layer itself is in training mode; with dropout off the model
+    stays in eval mode, so only the checkpointed layers (the transformer blocks) are marked training,
+    their children (dropouts, attention) left in eval mode: still no dropout.
+    """
+    model.train(cfg.dropout)
+    if not cfg.gradient_checkpointing:
+        return
+    hf = model if hasattr(model, "gradient_checkpointing_enable") else getattr(model, "backbone", None)  # reward model
+    if hf is None:
+        raise ValueError(f"{section}.gradient_checkpointing: a {type(model).__name__} has no "
+                         f"gradient_checkpointing_enable (only Hugging Face models do)")
+    if not hf.is_gradient_checkpointing:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) and module is not model:
+            module.training = True
+
+
 class NonFiniteLossError(RuntimeError):
     """Too many steps had a NaN/Inf loss or gradient."""
 
 
 class Optimizer:
-    """AdamW + schedule + clipping: ``step(loss)`` does backward, clip, step, zero_grad.
+    """AdamW + schedule + clipping: ``backward(loss, weight)`` per micro-batch, then ``step()`` does the
+    all-reduce over processes (``p2o.training.parallel``), clip, step, zero_grad.
 
     A step whose loss or gradient norm is not finite changes no weight: it is skipped and counted
     (the schedule still advances, so it stays aligned with the data). Once more than
@@ -58,25 +85,34 @@ class Optimizer:
         decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
         self.model, self.cfg, self.total_steps, self.section = model, cfg, total_steps, section
+        self.params = [p for p in model.parameters() if p.requires_grad]
         self.warmup_steps = int(cfg.warmup_ratio * total_steps)
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
         self.steps = self.skipped = 0
+        self.finite = True  # every loss of the current step so far
 
-    def step(self, loss: torch.Tensor) -> tuple[float, float, bool]:
-        """(grad norm, learning rate, skipped) of one optimizer step on ``loss``."""
+    def backward(self, loss: torch.Tensor, weight: float = 1.0) -> None:
+        """Accumulate the gradient of ``weight · loss``, one micro-batch's share of the batch loss."""
+        if not torch.isfinite(loss):
+            self.finite = False
+        elif self.finite:  # a step with a non-finite loss is skipped: its other backward passes are moot
+            (loss if weight == 1 else loss * weight).backward()
+
+    def step(self) -> tuple[float, float, bool]:
+        """(grad norm, learning rate, skipped) of one optimizer step on the accumulated gradient."""
         lr = get_lr(self.steps, self.total_steps, self.warmup_steps, self.cfg.lr)
         for group in self.opt.param_groups:
             group["lr"] = lr
+        parallel.all_reduce_grads(self.params, self.finite)  # a non-finite loss anywhere makes it NaN
         grad_norm = torch.tensor(float("nan"))
-        if torch.isfinite(loss):
-            loss.backward()
+        if self.finite or parallel.world_size() > 1:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         skipped = not torch.isfinite(grad_norm)
         if not skipped:
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        self.steps += 1
+        self.steps, self.finite = self.steps + 1, True
         if skipped:
             self.skipped += 1
             if self.skipped > self.cfg.max_nonfinite_frac * self.total_steps:
@@ -121,9 +157,10 @@ class Checkpoint:
     """
 
     def __init__(self, path: str | Path | None, every: int, model, opt: Optimizer, log: JsonlLog | None,
-                 run: Fingerprint):
+                 run: Fingerprint, writes: bool = True):
         self.path = Path(path) if path and every else None
         self.every, self.model, self.opt, self.log, self.run = every, model, opt, log, run
+        self.writes = writes  # rank 0 of a job of several processes; the others only restore
         self.next = every
 
     def set_aside(self, suffix: str, why: str) -> None:
@@ -161,6 +198,9 @@ class Checkpoint:
     def after_batch(self, batches_done: int) -> None:
         if self.path is None or self.opt.steps < self.next:
             return
+        if not self.writes:
+            self.next = (self.opt.steps // self.every + 1) * self.every
+            return
         state = {"fingerprint": self.record, "model": trained_state(self.model),
                  "optimizer": self.opt.opt.state_dict(), "steps": self.opt.steps, "skipped": self.opt.skipped,
                  "batches_done": batches_done, "torch_rng": torch.get_rng_state(),
@@ -174,7 +214,7 @@ class Checkpoint:
         return self.run.record()
 
     def finish(self) -> None:
-        if self.path is not None:
+        if self.path is not None and self.writes:
             self.path.unlink(missing_ok=True)
 
 
@@ -187,9 +227,9 @@ def finite(record: dict) -> dict:
 class StepLog:
     """tqdm bar plus a JSONL record every ``every`` steps, with tokens/s over the interval."""
 
-    def __init__(self, log: JsonlLog | None, total: int, desc: str, every: int):
+    def __init__(self, log: JsonlLog | None, total: int, desc: str, every: int, main: bool = True):
         self.log, self.every = log, max(1, every)
-        self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+        self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=not main)
 
     def resume_at(self, step: int) -> None:
         self.bar.update(step)
@@ -212,50 +252,79 @@ class StepLog:
 
 @dataclass
 class StepOutput:
-    """What one optimizer step of a trainer computed: the loss, its detached metrics, the real tokens
-    it read, and ``tags`` recorded before the loss (e.g. the inner step)."""
+    """What one micro-batch of an optimizer step computed: its loss, its detached metrics, the real
+    tokens it read, ``tags`` recorded before the loss (e.g. the inner step), and ``weight``, its share
+    of the batch loss (n_micro / B for a mean over pairs; 1 for a whole batch): the batch's loss and
+    metrics are Σ weight · loss and Σ weight · metric over micro-batches and processes."""
 
     loss: torch.Tensor
     tokens: int
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     tags: dict = field(default_factory=dict)
+    weight: float = 1.0
 
 
-BatchSteps = Callable[[TokenizedSplit, list[int]], Iterator[StepOutput]]
+BatchSteps = Callable[[TokenizedSplit, list[int]], Iterator[Iterable[StepOutput]]]
+
+
+def accumulate(opt: Optimizer, micro: Iterable[StepOutput]) -> tuple[dict, float, dict, int]:
+    """Backpropagate each micro-batch of one step; return its tags and the whole batch's loss, metrics
+    and tokens, summed over the processes."""
+    tags, loss, metrics, tokens = {}, 0.0, {}, 0
+    for out in micro:  # each forward is dropped after its backward: one micro-batch's activations at a time
+        opt.backward(out.loss, out.weight)
+        tags = tags or out.tags
+        loss += out.weight * out.loss.item()
+        for k, v in out.metrics.items():
+            metrics[k] = metrics.get(k, 0.0) + out.weight * v.item()
+        tokens += out.tokens
+    if parallel.world_size() > 1:  # rank 0 holds rows of every batch: its names are the step's
+        tags, names = parallel.broadcast_object((tags, list(metrics)))
+        total = parallel.all_reduce(torch.tensor([loss, tokens, *(metrics.get(k, 0.0) for k in names)],
+                                                 dtype=torch.float64))
+        loss, tokens, metrics = total[0].item(), int(total[1]), dict(zip(names, total[2:].tolist()))
+    return tags, loss, metrics, tokens
 
 
 def train_loop(model, splits: Sequence[TokenizedSplit], cfg: OptimConfig, seed: int, batch_steps: BatchSteps, *,
                run: Fingerprint, desc: str, steps_per_batch: int = 1, section: str = "train", log: JsonlLog | None = None,
                checkpoint: str | Path | None = None, evaluate: Callable[[int], None] | None = None) -> dict:
-    """Train ``model`` on ``splits``: ``batch_steps`` yields ``steps_per_batch`` steps per batch, each
-    followed by one optimizer step (so the next yield sees the updated weights).
+    """Train ``model`` on ``splits``: ``batch_steps(split, index)`` yields ``steps_per_batch`` steps per
+    batch, each an iterable of this process's micro-batches (``p2o.training.parallel.micro_batches``), and
+    one optimizer step follows each (so the next yield sees the updated weights).
 
     ``run`` identifies the job (what the trainer and its caller read), to which the loop adds its own
     parameters (the ``section``, seed, dataset order, step count) and modules; a checkpoint resumes only
     a run with the same fingerprint. ``evaluate(step)``, if given, runs at step 0 (unless resumed), every
     ``cfg.eval_every`` optimizer steps and at the end. Returns the step and skip counts, the last step's
-    record and the run's ``fingerprint`` (its digests, for the summary).
+    record and the run's ``fingerprint`` (its digests, for the summary). In a job of several processes
+    only rank 0 logs, evaluates and checkpoints.
     """
+    if parallel.world_size() != cfg.devices:
+        raise ValueError(f"{section}.devices = {cfg.devices}, but {parallel.world_size()} process(es) train: "
+                         f"launch with `torchrun --nproc_per_node {cfg.devices}` (p2o.training.parallel.init)")
     total = cfg.epochs * n_batches(splits, cfg.batch_size) * steps_per_batch
     # how often the run logs and checkpoints changes nothing it computes: a rerun may do either more or less often
     optim = {k: v for k, v in asdict(cfg).items() if k not in cfg.RUN_ONLY}
     run = run.extend({section: optim, "seed": seed, "datasets": [s.dataset for s in splits],
                       "steps_per_batch": steps_per_batch, "total_steps": total}, code=[entry_of(train_loop)])
-    opt, steps = Optimizer(model, cfg, total, section), StepLog(log, total, desc, cfg.log_every)
-    ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log, run)
-    done = ckpt.restore()
+    main = parallel.rank() == 0
+    log, evaluate = (log, evaluate) if main else (None, None)
+    opt, steps = Optimizer(model, cfg, total, section), StepLog(log, total, desc, cfg.log_every, main)
+    ckpt = Checkpoint(checkpoint, cfg.checkpoint_every, model, opt, log, run, main)
+    done = parallel.in_rank_order(ckpt.restore)  # rank 0 first: it alone sets aside a stale checkpoint
     steps.resume_at(opt.steps)
     if evaluate is not None and not done:
         evaluate(opt.steps)  # step 0: before any update
     record: dict = {}
     batches = epoch_batches(splits, cfg.batch_size, cfg.epochs, seed)
     for n, (epoch, split, index) in enumerate(itertools.islice(batches, done, None), start=done + 1):
-        for out in batch_steps(split, index):
-            grad_norm, lr, skipped = opt.step(out.loss)
-            record = finite({"epoch": epoch, "dataset": split.dataset, **out.tags, "loss": out.loss.item(),
-                             **{k: v.item() for k, v in out.metrics.items()}, "grad_norm": grad_norm, "lr": lr,
-                             "skipped": skipped})
-            steps.step(opt.steps, out.tokens, dict(record))
+        for micro in batch_steps(split, index):
+            tags, loss, metrics, tokens = accumulate(opt, micro)
+            grad_norm, lr, skipped = opt.step()
+            record = finite({"epoch": epoch, "dataset": split.dataset, **tags, "loss": loss, **metrics,
+                             "grad_norm": grad_norm, "lr": lr, "skipped": skipped})
+            steps.step(opt.steps, tokens, dict(record))
             if evaluate is not None and cfg.eval_every and opt.steps % cfg.eval_every == 0 and opt.steps < total:
                 evaluate(opt.steps)
         ckpt.after_batch(n)

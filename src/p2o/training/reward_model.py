@@ -29,18 +29,20 @@ import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from p2o.config import OptimConfig
+from p2o.config import OptimConfig, TokenizeConfig
 from p2o.io import JsonlLog, atomic_dir, read_json, write_json
 from p2o.job_code import entry_of
 from p2o.model.evaluate import pair_accuracy as held_out_accuracy, tie_rate
-from p2o.model.tokenize import SequenceBatch, TokenizedSplit, batch_indices, collate_pairs
+from p2o.model.tokenize import SequenceBatch, TokenizedSplit, batch_indices, collate_pairs, pad_sequences, tokenize_pairs
 from p2o.training.fingerprint import Fingerprint
-from p2o.training.loop import StepOutput, autocast, train_loop
+from p2o.training.loop import StepOutput, autocast, train_loop, train_mode
+from p2o.training.parallel import micro_batches
 
 HEAD_FILE = "reward_head.pt"
 META_FILE = "reward_model.json"
@@ -130,13 +132,17 @@ def train_reward_model(model: RewardModel, splits: Sequence[TokenizedSplit], cfg
     in preference training); one optimizer step per batch of pairs. ``run`` holds what the caller read
     (config sections, input file digests): a checkpoint resumes only the same run."""
     torch.manual_seed(seed)
-    model.train(cfg.dropout)
+    train_mode(model, cfg)
 
-    def batch_steps(split: TokenizedSplit, index: list[int]) -> Iterator[StepOutput]:
-        with autocast(cfg, device):
-            chosen, rejected = pair_rewards(model, split, index, pad_id, device)  # (B,), (B,)
-        loss, metrics = bradley_terry_loss(chosen.float(), rejected.float())
-        yield StepOutput(loss, sum(split.n_tokens(i) for i in index), metrics)
+    def batch_steps(split: TokenizedSplit, index: list[int]) -> Iterator[Iterator[StepOutput]]:
+        def micro_steps() -> Iterator[StepOutput]:
+            for part in micro_batches(index, cfg.grad_accum):
+                with autocast(cfg, device):
+                    chosen, rejected = pair_rewards(model, split, part, pad_id, device)  # (b,), (b,)
+                loss, metrics = bradley_terry_loss(chosen.float(), rejected.float())
+                yield StepOutput(loss, sum(split.n_tokens(i) for i in part), metrics, weight=len(part) / len(index))
+
+        yield micro_steps()
 
     return train_loop(model, splits, cfg, seed, batch_steps, desc="reward model",
                       run=(run or Fingerprint()).extend({"job": "reward_model"}, code=[entry_of(train_reward_model)]),
@@ -165,3 +171,34 @@ def evaluate_reward_model(model: RewardModel, split: TokenizedSplit, pad_id: int
         "eval_rewards/rejected": rejected.mean().item(),
         "eval_loss": loss.item(),
     }
+
+
+class RewardModelJudge:
+    """A saved ``RewardModel`` as a gold judge of texts (``p2o.model.judge.Judge``): a (prompt, completion)
+    is tokenised as ``tokenize_pairs`` tokenises a training pair's (prompt, response), the prompt's last
+    ``tokenize.max_prompt_length`` tokens and the completion + EOS cut to ``tokenize.max_length``, so the
+    judge reads generated text as it read the pairs it learnt from."""
+
+    def __init__(self, path: str | Path, tokenize: TokenizeConfig, device: str = "cpu", batch_size: int = 16):
+        from p2o.model.loading import load_tokenizer
+
+        self.name, self.tokenize, self.device, self.batch_size = str(path), tokenize, device, batch_size
+        self.tokenizer = load_tokenizer(path)
+        self.model = RewardModel.load(path, device).eval()
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
+
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        """One reward per (prompt, completion), float64 (N,)."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        rows = tokenize_pairs(self.tokenizer, "judge", [str(i) for i in range(len(prompts))], prompts, completions,
+                              completions, self.tokenize)
+        order = sorted(range(len(rows)), key=lambda i: len(rows.prompt[i]) + len(rows.chosen[i]))  # little padding
+        scores = np.zeros(len(rows), dtype=np.float64)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start: start + self.batch_size]
+            batch = pad_sequences([rows.prompt[i] for i in index], [rows.chosen[i] for i in index], self.pad_id)
+            scores[index] = self.model(batch.to(self.device)).double().cpu().numpy()
+        return scores
