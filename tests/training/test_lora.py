@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import replace
 
 import pandas as pd
@@ -255,3 +256,52 @@ def test_sft_with_lora_saves_a_merged_full_model(workdir):
     assert moved == {"transformer.h.0.attn.c_attn.weight", "transformer.h.0.attn.c_proj.weight",
                      "transformer.h.0.mlp.c_proj.weight"}
     assert json.loads((workdir / "sft_lora" / "summary.json").read_text())["lora"]["trained_params"] == 1408
+
+
+# ---------------------------------------------------------------- two processes (train.devices: 2, gloo)
+
+
+def lora_dpo(out: str, setup, **optim) -> None:
+    """A LoRA DPO run of 4 steps on ``setup``'s first split: its trained weights and records to ``out``."""
+    tok, model, splits, refs = setup
+    policy = copy.deepcopy(model)
+    add_lora(policy, LORA)
+    cfg = replace(OPTIM, batch_size=4, max_grad_norm=1e3, **optim)
+    with JsonlLog(os.path.join(out, "log.jsonl")) as log:
+        train_preference(policy, splits[:1], refs, DPO, cfg, 0, tok.pad_token_id, log)
+    weights = {n: p.detach() for n, p in policy.named_parameters() if p.requires_grad}
+    torch.save({"weights": weights, "records": [r for r in log.records if r["kind"] == "train"]},
+               os.path.join(out, "run.pt"))
+
+
+def lora_worker(rank: int, port: int, out: str, setup) -> None:
+    from p2o.training import parallel
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    parallel.init(2)
+    os.makedirs(os.path.join(out, str(rank)), exist_ok=True)
+    lora_dpo(os.path.join(out, str(rank)), setup, devices=2)
+    torch.distributed.destroy_process_group()
+
+
+def test_two_processes_train_the_same_adapters_as_one(setup, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    os.makedirs(tmp_path / "single")
+    lora_dpo(str(tmp_path / "single"), setup)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(lora_worker, args=(port, str(tmp_path), setup), nprocs=2, join=True)
+    single, ddp, other = (torch.load(tmp_path / d / "run.pt", weights_only=False) for d in ("single", "0", "1"))
+    assert len(single["records"]) == len(ddp["records"]) == 2 and not other["records"]
+    for a, b in zip(single["records"], ddp["records"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    assert single["weights"].keys() == ddp["weights"].keys() and all("lora_" in k for k in single["weights"])
+    for k, w in single["weights"].items():
+        torch.testing.assert_close(ddp["weights"][k], w, rtol=1e-5, atol=1e-4)
+        assert torch.equal(other["weights"][k], ddp["weights"][k])  # the processes stay in step
