@@ -175,20 +175,24 @@ def model_source(model_dir: str | Path) -> dict | None:
     return read_json(path) if path.exists() else None
 
 
-def save_model(model, tokenizer, out_dir: str | Path, source: dict | None = None, base: str | Path | None = None) -> Path:
-    """``save_pretrained`` of both into ``out_dir``, atomically, with ``source`` as ``SOURCE_FILE``. A
-    ``PeftModel`` saves its adapter only, with ``base``, the folder of the model it adapts, recorded
-    (``p2o.model.lora.save_adapter``; ``load_model`` reads the two back)."""
+def save_model(model, tokenizer, out_dir: str | Path, source: dict | None = None) -> Path:
+    """``save_pretrained`` of both into ``out_dir``, atomically, with ``source`` as ``SOURCE_FILE``."""
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if source is not None:
+            write_json(Path(tmp) / SOURCE_FILE, source)
+    return Path(out_dir)
+
+
+def save_adapter_model(peft_model, tokenizer, out_dir: str | Path, base: str | Path, source: dict | None = None) -> Path:
+    """An adapter folder, as ``save_model`` writes a model folder: the ``PeftModel``'s adapter only, with
+    ``base``, the folder of the model it adapts, recorded (``p2o.model.lora.save_adapter``; ``load_model``
+    reads the two back), the tokenizer and ``source`` as ``SOURCE_FILE``."""
     from p2o.model.lora import save_adapter
 
-    is_peft = hasattr(model, "peft_config")
-    if is_peft and base is None:
-        raise ValueError("saving a LoRA adapter needs the folder of its base model")
     with atomic_dir(out_dir) as tmp:
-        if is_peft:
-            save_adapter(model, tmp, base, out_dir)
-        else:
-            model.save_pretrained(tmp)
+        save_adapter(peft_model, tmp, base, out_dir)
         tokenizer.save_pretrained(tmp)
         if source is not None:
             write_json(Path(tmp) / SOURCE_FILE, source)

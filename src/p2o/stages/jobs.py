@@ -236,7 +236,7 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     The method's peak learning rate is ``optim.lr × method.lr_scale``.
     """
     from p2o.model.evaluate import evaluate_split
-    from p2o.model.loading import load_model, load_tokenizer, model_source, save_model
+    from p2o.model.loading import load_model, load_tokenizer, model_source, save_adapter_model, save_model
     from p2o.model.logps import precision
     from p2o.model.lora import FrozenBase
     from p2o.model.reference import ReferenceLogps
@@ -289,7 +289,10 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     if parallel.rank() != 0:  # rank 0 alone writes
         return result
     fingerprint = result.pop("fingerprint")
-    save_model(peft_model or policy, tokenizer, out_dir / "model", model_source(model_dir), base=model_dir)
+    if peft_model is not None:  # the adapter folder, on the SFT model
+        save_adapter_model(peft_model, tokenizer, out_dir / "model", model_dir, model_source(model_dir))
+    else:
+        save_model(policy, tokenizer, out_dir / "model", model_source(model_dir))
     summary = {
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
         "lr_scale": method.lr_scale, **({"lora": lora_record} if lora_record else {}), "seed": seed,
