@@ -90,7 +90,7 @@ def cmd_sft(args, cfg: Config) -> None:
     layout = Layout(args.workdir)
     seed = model_seed(args, cfg)
     jobs.sft(args.base or layout.base_of(seed), train_splits(layout, cfg), cfg.tokenize, cfg.sft, args.seed,
-             args.out or layout.sft_of(seed).dir, args.device, config=cfg.to_dict())
+             args.out or layout.sft_of(seed).dir, args.device, config=cfg.to_dict(), lora=cfg.model.lora)
 
 
 def cmd_reference(args, cfg: Config) -> None:
@@ -113,7 +113,7 @@ def cmd_train(args, cfg: Config) -> None:
                {n: reference_file(layout, args.reference, n, "train", seed) for n in cfg.data.names},
                cfg.method(args.method), cfg.train, cfg.tokenize, args.seed,
                args.out or layout.train(args.method, args.seed).dir, args.device, eval_splits, cfg.evaluate,
-               config=cfg.to_dict(), inference_dtype=cfg.model.inference_dtype)
+               config=cfg.to_dict(), inference_dtype=cfg.model.inference_dtype, lora=cfg.model.lora)
 
 
 def cmd_evaluate(args, cfg: Config) -> None:

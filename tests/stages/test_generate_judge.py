@@ -58,6 +58,9 @@ def test_generate_writes_samples_with_reference_logprobs_and_settings(saved):
     written = read_json(root / "out" / "generation.json")
     assert written["sampling"]["temperature"] == 1.0 and written["prompt_style"] == "dataset"
     assert written["datasets"]["hh"]["n_prompts"] == 3 and written["max_prompt_tokens"] == 32
+    work = written["compute"]  # sampling and the reference pass: each token once through the body, twice in all
+    assert work["generated_tokens"] == sum(r["n_tokens"] for r in rows) and work["forward_passes"] == 2
+    assert work["forward_tokens"] == 2 * sum(r["prompt_tokens"] + r["n_tokens"] for r in rows) and work["flops"] > 0
     assert meta["provenance"]["device"] == "cpu"
     # the same call again: the same samples, bit for bit
     generation.generate(root / "policy", root / "sft", {"hh": (split, root / "again" / "hh.jsonl")}, GEN, TOK,

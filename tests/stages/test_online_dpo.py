@@ -58,6 +58,9 @@ def test_label_picks_the_proxys_best_and_worst_of_each_prompt(rollouts):
     assert manifest["splits"]["train"] == {"n": len(pairs), "sha256": hashlib.sha256(out["hh"].read_bytes()).hexdigest()}
     assert read_json(root / "pairs" / "hh" / "labels.json") == record
     assert record["chosen_reward"] >= record["rejected_reward"]
+    work = record["compute"]  # the proxy reads every sample, the reference both rows of every pair
+    assert work["proxy_tokens"] == sum(s["prompt_tokens"] + s["n_tokens"] for s in samples)
+    assert work["reference_head_tokens"] > 0 and work["flops"] > 2 * work["proxy_tokens"]
 
 
 def test_label_drops_prompts_whose_samples_tie_and_refuses_broken_groups(rollouts, tmp_path):

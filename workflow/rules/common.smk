@@ -136,6 +136,26 @@ def model_log(stage, name=None):
     return f"{folder}/{name}.log" if name else f"{folder}.log"
 
 
+def get_base_model_params():
+    """The model section init_model reads: all of it but ``lora`` (which only SFT and training read) and
+    ``inference_dtype`` (how later jobs load the weights, not what init_model writes)."""
+    return {k: v for k, v in section(CFG.model).items() if k not in ("lora", "inference_dtype")}
+
+
+def get_lora_params():
+    """``model.lora`` when on (r > 0), else None. The SFT and training params hold it only when on, so
+    that runs without LoRA keep the params they had before the key existed."""
+    return section(CFG.model.lora) if CFG.model.lora.r > 0 else None
+
+
+def get_sft_params():
+    """The ``sft`` section, with ``lora`` when on."""
+    params = section(CFG.sft)
+    if get_lora_params() is not None:
+        params["lora"] = get_lora_params()
+    return params
+
+
 def get_model_seed(wildcards):
     """The seed of the tiny model's initialisation and of the SFT batches: the job's own, else 0."""
     return int(wildcards.seed) if CFG.seeded_models else 0
@@ -177,6 +197,8 @@ def get_train_params(wildcards):
               "inference_dtype": CFG.model.inference_dtype}  # the frozen reference model's weights
     if CFG.train.eval_every > 0:
         params["evaluate"] = section(CFG.evaluate)
+    if get_lora_params() is not None:
+        params["lora"] = get_lora_params()
     return params
 
 
@@ -230,8 +252,11 @@ def get_rm_policy_code(wildcards):
 
 def get_rm_policy_params(wildcards):
     """What scripts/train.py reads (as get_train_params), for the experiment's policy."""
-    return {"method": section(CFG.method(RM_POLICY)), "train": rm_optim(CFG.train.lr),
-            "tokenize": section(CFG.tokenize), "datasets": [wildcards.dataset]}
+    params = {"method": section(CFG.method(RM_POLICY)), "train": rm_optim(CFG.train.lr),
+              "tokenize": section(CFG.tokenize), "datasets": [wildcards.dataset]}
+    if get_lora_params() is not None:
+        params["lora"] = get_lora_params()
+    return params
 
 
 def rm_runs(model, name, dataset="{dataset}"):

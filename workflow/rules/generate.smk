@@ -38,11 +38,14 @@ def get_judge_model(wildcards):
 COMPARED_METHODS = MAIN_METHODS + ONLINE_METHODS
 
 
-def run_summaries(method):
-    """The training summaries of a method's runs, every seed (online DPO: every iteration's)."""
-    if method == ONLINE_DPO:
-        return [layout.online_dpo(s, i).summary for s in SEEDS for i in range(1, OD.iterations + 1)]
-    return [layout.train(method, s).summary for s in SEEDS]
+def run_costs(method):
+    """Seed -> the files whose `compute.flops` add up to one run's cost: the training summary; for online
+    DPO every iteration's training summary, sampling record and labelling records."""
+    if method != ONLINE_DPO:
+        return {str(s): [layout.train(method, s).summary] for s in SEEDS}
+    return {str(s): [f for i in range(1, OD.iterations + 1) for f in [
+        layout.online_dpo(s, i).summary, layout.online_dpo_generation_meta(s, i),
+        *(layout.online_dpo_labels(s, i, d) for d in DATASETS)]] for s in SEEDS}
 
 
 def judge_files():
@@ -162,7 +165,7 @@ rule generation_report:
         tidy=layout.aggregate("generation"),
         baseline=[layout.samples(SFT_BASELINE, None if MODEL_SEED is None else SEEDS[0], d) for d in DATASETS],
         samples=[layout.samples(m, SEEDS[0], d) for m in MAIN_METHODS for d in DATASETS],
-        summaries=[s for m in COMPARED_METHODS for s in run_summaries(m)],
+        costs=[f for m in COMPARED_METHODS for files in run_costs(m).values() for f in files],
     output:
         table=layout.generated("table_winrate.tex"),
         csv=report(layout.table("winrate"), caption="../report/winrate.rst", category="Tables"),
@@ -172,7 +175,7 @@ rule generation_report:
     params:
         methods=MAIN_METHODS,
         online_methods=ONLINE_METHODS,
-        summaries={m: run_summaries(m) for m in COMPARED_METHODS},
+        costs={m: run_costs(m) for m in COMPARED_METHODS},
         datasets=DATASETS,
         seed=SEEDS[0],
         judge=CFG.judge.name,

@@ -4,8 +4,7 @@ rule init_model:
     output:
         directory(layout.base_of(MODEL_SEED)),
     params:
-        # inference_dtype is how later jobs load the weights, not what init_model writes
-        model={k: v for k, v in section(CFG.model).items() if k != "inference_dtype"},
+        model=get_base_model_params(),
         seed=get_model_seed,
         code=code_of("init_model.py"),
     log:
@@ -23,7 +22,7 @@ rule sft:
         log=layout.sft_of(MODEL_SEED).log,
         summary=layout.sft_of(MODEL_SEED).summary,
     params:
-        sft=section(CFG.sft),
+        sft=get_sft_params(),
         tokenize=section(CFG.tokenize),
         datasets=DATASETS,
         seed=get_model_seed,

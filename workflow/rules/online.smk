@@ -106,6 +106,7 @@ if ONLINE_DPO_ON:
             model=get_online_dpo_reference_model,
         output:
             pairs=[layout.online_dpo_pairs("{seed}", "{iter}", d) for d in DATASETS],
+            labels=[layout.online_dpo_labels("{seed}", "{iter}", d) for d in DATASETS],
             references=[layout.online_dpo_reference("{seed}", "{iter}", d) for d in DATASETS],
         params:
             datasets=DATASETS,

@@ -31,10 +31,10 @@ if p.online_methods:
     online_caption = (f"Offline against online preference learning, judged by what the models generate (as in "
                       f"Table~\\ref{{tab:winrate}}, judged by {judge}). The online methods learn from their own samples, "
                       f"scored by a proxy Bradley--Terry reward model trained on the training pairs. FLOPs: training "
-                      f"compute per run, mean over seeds: a PPO-style run's counts its sampling, scoring, reference and "
-                      f"critic passes; online DPO's, its iterations' training on the labelled pairs (not their "
-                      f"sampling and labelling).")
-    text = winrate_table(summary, compared, p.datasets, online_caption, "tab:online", mean_training_flops(p.summaries))
+                      f"compute per run, mean over seeds: an online run's counts its sampling, the proxy's scoring, the "
+                      f"reference's and (PPO, RTO) the critic's passes; online DPO's, every iteration's sampling, "
+                      f"labelling and training.")
+    text = winrate_table(summary, compared, p.datasets, online_caption, "tab:online", mean_training_flops(p.costs))
 else:
     text = "% no online methods configured (online.methods is empty)\n"
 write_text(out.online, text)

@@ -27,6 +27,7 @@ from p2o.config.sections import (
     EvalConfig,
     GenerateConfig,
     JudgeConfig,
+    LoraConfig,
     ModelConfig,
     OptimConfig,
     RewardExperimentConfig,
@@ -36,7 +37,7 @@ from p2o.config.sections import (
 
 __all__ = [
     "BOUND_CHECKS", "REQUIRED", "ComputeMatchedConfig", "Config", "ConfigError", "DataConfig", "DatasetConfig",
-    "EvalConfig", "GenerateConfig", "JudgeConfig", "MethodSpec", "ModelConfig", "OptimConfig", "Param", "RewardExperimentConfig",
+    "EvalConfig", "GenerateConfig", "JudgeConfig", "LoraConfig", "MethodSpec", "ModelConfig", "OptimConfig", "Param", "RewardExperimentConfig",
     "TinyModelConfig", "TokenizeConfig", "build", "catalogue", "check_bounds", "config_from_dict", "deep_merge",
     "hparam", "load_config", "method_spec", "setting",
 ]

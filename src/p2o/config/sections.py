@@ -84,6 +84,23 @@ class TinyModelConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA (Hu et al. 2021, https://arxiv.org/abs/2106.09685): W + (α/r)·B·A on the target weights, only A
+    (r × d_in) and B (d_out × r, 0 at the start) trained (``p2o.model.lora``, through ``peft``)."""
+
+    r: int = setting(0, "rank of the update B·A (0: off, full fine-tuning; Hu et al.: 1 to 64); SFT merges its "
+                        "update into a full model, training saves an adapter on the SFT model, the reference",
+                     minimum=0)
+    alpha: float = setting(16.0, "α: the update is scaled by α/r (peft's lora_alpha; 16 as in peft's and TRL's "
+                                 "examples)", exclusiveMinimum=0)
+    dropout: float = setting(0.0, "dropout on the adapter's input (peft's lora_dropout); acts only with "
+                                  "sft/train.dropout: true", minimum=0, exclusiveMaximum=1)
+    target_modules: list[str] | None = setting(None, "adapted layers by name suffix (null: the family's: GPT-2 "
+                                                     "c_attn, c_proj; Llama/SmolLM2 q_proj, k_proj, v_proj, "
+                                                     "o_proj); never the LM head", nonempty=True, unique=True)
+
+
+@dataclass
 class ModelConfig:
     """The model every method starts from."""
 
@@ -99,6 +116,8 @@ class ModelConfig:
                                               "the LM head and log-probs stay fp32, but the reference then carries "
                                               "the weights' bf16 rounding, which the fp32-weight policy misses at "
                                               "step 0 (float32 keeps them equal)", choices=("float32", "bfloat16"))
+    lora: LoraConfig = section(LoraConfig, "LoRA adapters for SFT and preference training (r: 0, the default: "
+                                           "full fine-tuning)")
 
     def validate(self, key: str) -> None:
         if self.tiny.n_embd % self.tiny.n_head:

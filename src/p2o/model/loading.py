@@ -35,15 +35,25 @@ SOURCE_FILE = "p2o_source.json"  # the model's source record, beside its weights
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # model.inference_dtype
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32"):
+def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", merge: bool = True):
     """A causal LM from a local folder, its weights in ``dtype`` (``float32``: autocast handles bf16 on a
     GPU; ``bfloat16``: half the memory, for models that only run forwards: reference, evaluation,
     generation; ``model.inference_dtype``). Attention runs through torch's SDPA kernels where the
     architecture supports them (``attn_implementation="sdpa"``, the same maths as the eager path).
     On CUDA, fp32 matmuls may use TF32 (``torch.set_float32_matmul_precision("high")``; Ampere and
-    later, no effect before), which leaves the LM head's log-probs in fp32 (``p2o.model.logps.ieee_fp32``)."""
+    later, no effect before), which leaves the LM head's log-probs in fp32 (``p2o.model.logps.ieee_fp32``).
+
+    An adapter folder (``p2o.model.lora``: a LoRA run's saved model) loads its base model (itself
+    possibly an adapter folder) and the adapter on it; with ``merge`` the update is folded into the
+    weights (``merge_and_unload``: a plain model, as fast as the base, equal to the adapted model to
+    float rounding), else the model keeps its LoRA layers, frozen (``load_adapter_model``)."""
+    from p2o.model.lora import adapter_base, is_adapter
+
     if dtype not in INFERENCE_DTYPES:
         raise ValueError(f"model.inference_dtype {dtype!r}: expected one of {sorted(INFERENCE_DTYPES)}")
+    if is_adapter(path):
+        peft_model = load_adapter_model(path, adapter_base(path), device, dtype)
+        return peft_model.merge_and_unload() if merge else peft_model.get_base_model()
     if torch.device(device).type == "cuda":  # the API that mixes with both of torch's TF32 flag APIs
         torch.set_float32_matmul_precision("high")
     kwargs = dict(dtype=INFERENCE_DTYPES[dtype])
@@ -52,6 +62,31 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32"):
     except (ValueError, ImportError):  # an architecture without an SDPA path
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     return model.to(device)
+
+
+def load_adapter_model(path: str | Path, base: str | Path, device: str = "cpu", dtype: str = "float32"):
+    """The ``PeftModel`` of the adapter folder ``path`` on the model folder ``base``, frozen."""
+    from p2o.model.lora import load_adapter
+
+    return load_adapter(load_model(base, device, dtype), path, device)
+
+
+def load_policy_and_reference(policy_dir: str | Path, reference_dir: str | Path, device: str = "cpu",
+                              dtype: str = "float32"):
+    """``(policy, reference_model)`` for evaluation and sampling. A LoRA policy saved on ``reference_dir``
+    shares its weights: the reference is its frozen base (``p2o.model.lora.FrozenBase``), one copy in
+    memory; the policy keeps its LoRA layers, so its log-probs are those training computed. Any
+    other policy and the reference are loaded apart (the same object when they are one folder). Weights in
+    ``dtype`` (``model.inference_dtype``)."""
+    from p2o.model.lora import FrozenBase, adapter_base, is_adapter
+
+    if Path(policy_dir).resolve() == Path(reference_dir).resolve():
+        policy = load_model(policy_dir, device, dtype)
+        return policy, policy
+    if is_adapter(policy_dir) and adapter_base(policy_dir).resolve() == Path(reference_dir).resolve():
+        peft_model = load_adapter_model(policy_dir, reference_dir, device, dtype)
+        return peft_model.get_base_model(), FrozenBase(peft_model)
+    return load_model(policy_dir, device, dtype), load_model(reference_dir, device, dtype)
 
 
 def load_tokenizer(path: str | Path):
@@ -186,3 +221,18 @@ def freeze_lower(model, n: int) -> int:
     for p in params.values():
         p.requires_grad_(False)
     return sum(p.numel() for p in params.values())
+
+
+def save_adapter_model(peft_model, tokenizer, out_dir: str | Path, base: str | Path, source: dict | None = None) -> Path:
+    """An adapter folder, as ``save_model`` writes a model folder: the ``PeftModel``'s adapter only, with
+    ``base``, the folder of the model it adapts, recorded (``p2o.model.lora.adapter_record``; ``load_model``
+    reads the two back), the tokenizer and ``source`` as ``SOURCE_FILE``."""
+    from p2o.model.lora import ADAPTER_FILE, adapter_record
+
+    with atomic_dir(out_dir) as tmp:
+        peft_model.save_pretrained(tmp)
+        write_json(Path(tmp) / ADAPTER_FILE, adapter_record(base, out_dir))
+        tokenizer.save_pretrained(tmp)
+        if source is not None:
+            write_json(Path(tmp) / SOURCE_FILE, source)
+    return Path(out_dir)

@@ -199,15 +199,10 @@ def samples_appendix(samples: Mapping[str, Mapping[str, str | Path]], methods: l
     return "\n".join(out) + "\n"
 
 
-def mean_training_flops(summaries: dict[str, list[str | Path]]) -> dict[str, float]:
-    """Method -> its training FLOPs (``summary.json``'s ``compute.flops``), mean over runs. A run given as
-    several summaries (online DPO's iterations) sums them."""
-    out = {}
-    for method, runs in summaries.items():
-        totals: dict[str, float] = {}
-        for path in runs:
-            record = read_json(path)
-            key = str(record.get("seed"))
-            totals[key] = totals.get(key, 0.0) + float(record["compute"]["flops"])
-        out[method] = sum(totals.values()) / len(totals)
-    return out
+def mean_training_flops(costs: Mapping[str, Mapping[str, list[str | Path]]]) -> dict[str, float]:
+    """Method -> the FLOPs of one run, mean over seeds: ``costs`` maps method -> seed -> the JSON files
+    (``compute.flops`` each: a training summary, online DPO's sampling and labelling records) whose sum
+    is that seed's run."""
+    return {method: float(np.mean([sum(float(read_json(f)["compute"]["flops"]) for f in files)
+                                   for files in by_seed.values()]))
+            for method, by_seed in costs.items()}

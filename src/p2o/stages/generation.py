@@ -35,21 +35,21 @@ def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str
     """Samples of ``policy_dir`` on the first ``generate.n_prompts`` held-out prompts of every split of
     ``targets`` (dataset -> (split file, samples JSONL)), each with log π_ref of its tokens under the
     reference (SFT) model ``reference_dir``; both models are loaded once (once in all when they are the
-    same folder: the SFT model's own samples, the baseline). A JSONL row is ``Sample.record()`` plus
+    same folder, the SFT model's own samples, the baseline, or a LoRA adapter on it:
+    ``load_policy_and_reference``). A JSONL row is ``Sample.record()`` plus
     ``dataset``, ``prompt`` (the text as the split stores it), ``ref_logprob`` and ``run``'s keys.
     ``meta_out`` (default: ``generation.json`` beside the first samples file) records the sampling
-    settings, the prompt style, the models and the provenance; the judge reads it. Returns it. Both models'
+    settings, the prompt style, the models, the work done (``compute``: sampling and the reference pass, as
+    ``p2o.training.compute`` counts it) and the provenance; the judge reads it. Returns it. Both models'
     weights are in ``inference_dtype`` (``model.inference_dtype``)."""
     from p2o.model.generate import SamplingParams, encode_prompts, model_max_positions, generate as sample
     from p2o.model.judge import sample_logps
-    from p2o.model.loading import load_model, load_tokenizer
+    from p2o.model.loading import load_policy_and_reference, load_tokenizer
     from p2o.model.logps import resolve_autocast
 
     autocast = resolve_autocast(autocast, device)
     tokenizer = load_tokenizer(reference_dir)
-    policy = load_model(policy_dir, device, inference_dtype)
-    same = Path(policy_dir).resolve() == Path(reference_dir).resolve()
-    reference_model = policy if same else load_model(reference_dir, device, inference_dtype)
+    policy, reference_model = load_policy_and_reference(policy_dir, reference_dir, device, inference_dtype)
     limit = model_max_positions(policy)
     max_prompt = tokenize.max_prompt_length if limit is None else min(tokenize.max_prompt_length,
                                                                      limit - generate.max_new_tokens)
@@ -58,7 +58,9 @@ def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str
                          f"model's {limit} positions")
     params = SamplingParams(generate.max_new_tokens, generate.temperature, generate.top_p, generate.n_samples,
                             generate.seed, generate.batch_size)
-    pad_id, run = pad_id_of(tokenizer), dict(run or {})
+    from p2o.training.compute import Compute, compute_record
+
+    pad_id, run, work = pad_id_of(tokenizer), dict(run or {}), Compute()
     datasets, style = {}, None
     for dataset, (split_path, out_path) in targets.items():
         ids, prompts = heldout_prompts(split_path, generate.n_prompts)
@@ -66,6 +68,10 @@ def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str
         style = encoded.style
         samples = sample(policy, tokenizer, encoded, params, device, autocast)
         ref = sample_logps(reference_model, encoded, samples, pad_id, generate.batch_size, device, autocast)
+        tokens, new = sum(x.prompt_tokens + x.n_tokens for x in samples), sum(x.n_tokens for x in samples)
+        work.add(tokens, new)  # sampling: KV-cached, each token through the body once, the head at each new one
+        work.add(tokens, new)  # log π_ref of the samples
+        work.generated_tokens += new
         text_of = dict(zip(ids, prompts))
         write_jsonl(out_path, ({**run, "dataset": dataset, **s.record(), "prompt": text_of[s.prompt_id],
                                 "ref_logprob": float(r)} for s, r in zip(samples, ref)))
@@ -75,7 +81,7 @@ def generate(policy_dir: PathLike, reference_dir: PathLike, targets: Mapping[str
     meta = {**run, "policy": str(policy_dir), "reference": str(reference_dir), "sampling": asdict(generate),
             "prompt_style": style, "max_prompt_tokens": max_prompt, "autocast": autocast,
             **({"inference_dtype": inference_dtype} if inference_dtype != "float32" else {}), "datasets": datasets,
-            "provenance": provenance(device, config)}
+            "compute": compute_record(work, policy), "provenance": provenance(device, config)}
     if targets or meta_out:
         write_json(meta_out or Path(next(iter(targets.values()))[1]).parent / GENERATION_META, meta)
     return meta

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from p2o.config import (DatasetConfig, EvalConfig, ModelConfig, OptimConfig,
+from p2o.config import (DatasetConfig, EvalConfig, LoraConfig, ModelConfig, OptimConfig,
                         TokenizeConfig)
 from p2o.io import JsonlLog, read_json, write_json, write_jsonl
 from p2o.config.methods import MethodSpec
@@ -125,6 +125,20 @@ def sources(model_dir: PathLike, splits: Mapping[str, PathLike]) -> dict:
     return {"model": model_source(model_dir), "data": {name: manifest_source(path) for name, path in splits.items()}}
 
 
+def lora_run(model, lora: LoraConfig | None, params: dict, seed: int):
+    """``(peft_model, record)``: ``model`` wrapped with LoRA adapters drawn from ``seed`` when ``lora.r > 0``
+    (``params``, the run's fingerprint parameters, then hold ``lora``), else ``(None, None)``; the record,
+    for the summary, adds the number of trained parameters."""
+    if lora is None or lora.r <= 0:
+        return None, None
+    from p2o.model.lora import add_lora
+
+    params["lora"] = asdict(lora)
+    peft_model = add_lora(model, lora, seed)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return peft_model, {**asdict(lora), "trained_params": trained}
+
+
 def init_model(model: ModelConfig, train_splits: Mapping[str, PathLike], out_dir: PathLike, seed: int = 0) -> Path:
     """Base model and tokenizer; ``tiny`` trains its tokenizer on the training text only."""
     from p2o.data import read_split
@@ -149,22 +163,27 @@ def main_log(path: PathLike, tensorboard: bool = False):
 
 
 def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: TokenizeConfig, optim: OptimConfig,
-        seed: int, out_dir: PathLike, device: str = "cpu", config: Mapping | None = None) -> dict:
+        seed: int, out_dir: PathLike, device: str = "cpu", config: Mapping | None = None,
+        lora: LoraConfig | None = None) -> dict:
     """SFT on the chosen responses; writes ``out_dir/model``, ``log.jsonl`` and ``summary.json``.
     ``config`` (the whole resolved config) is recorded in the summary's provenance, never read.
-    The run's fingerprint (``p2o.training.fingerprint``) covers ``tokenize``, ``optim``, ``seed`` and
-    the bytes of the base model and the splits; the summary records it."""
+    The run's fingerprint (``p2o.training.fingerprint``) covers ``tokenize``, ``optim``, ``seed``,
+    ``lora`` when on and the bytes of the base model and the splits; the summary records it.
+    With ``lora.r > 0`` only LoRA adapters train and are merged into the saved model
+    (``merge_and_unload``): the SFT model stays a plain model folder, the reference of every method."""
     from p2o.model.loading import freeze_lower, load_model, load_tokenizer, model_source, save_model
     from p2o.training import parallel
     from p2o.training.sft import sft as run_sft
 
     parallel.init(optim.devices, "sft")  # a torchrun job of sft.devices processes: before any model is loaded
     out_dir = Path(out_dir)
-    run = Fingerprint({"tokenize": asdict(tokenize)}, input_digests(
-        {"base_model": base_dir, **{f"split/{name}": path for name, path in train_splits.items()}})
-    ).extend(code=[entry_of(sft)])
     tokenizer, model = load_tokenizer(base_dir), load_model(base_dir, device)
     freeze_lower(model, optim.freeze_layers)
+    params = {"tokenize": asdict(tokenize)}
+    peft_model, lora_record = lora_run(model, lora, params, seed)
+    run = Fingerprint(params, input_digests(
+        {"base_model": base_dir, **{f"split/{name}": path for name, path in train_splits.items()}})
+    ).extend(code=[entry_of(sft)])
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     start = time.time()
     with main_log(out_dir / "log.jsonl", optim.tensorboard) as log:
@@ -172,8 +191,11 @@ def sft(base_dir: PathLike, train_splits: Mapping[str, PathLike], tokenize: Toke
                          checkpoint=out_dir / "checkpoint.pt", run=run)
     if parallel.rank() != 0:  # rank 0 alone writes
         return result
+    if peft_model is not None:
+        model = peft_model.merge_and_unload()
     save_model(model, tokenizer, out_dir / "model", model_source(base_dir))
-    summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim), **result,
+    summary = {"seed": seed, "wall_s": time.time() - start, "sft": asdict(optim),
+               **({"lora": lora_record} if lora_record else {}), **result,
                "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()},
                "sources": sources(base_dir, train_splits), "provenance": provenance(device, config)}
     write_json(out_dir / "summary.json", summary)
@@ -199,8 +221,13 @@ def reference(model_dir: PathLike, split_path: PathLike, dataset: str, tokenize:
 def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs: Mapping[str, PathLike],
           method: MethodSpec, optim: OptimConfig, tokenize: TokenizeConfig, seed: int, out_dir: PathLike,
           device: str = "cpu", eval_splits: Mapping[str, tuple[PathLike, PathLike]] | None = None,
-          evaluate: EvalConfig | None = None, config: Mapping | None = None, inference_dtype: str = "float32") -> dict:
+          evaluate: EvalConfig | None = None, config: Mapping | None = None, lora: LoraConfig | None = None,
+          inference_dtype: str = "float32") -> dict:
     """Preference training from the SFT model; writes ``out_dir/{model/, log.jsonl, summary.json}``.
+
+    With ``lora.r > 0`` only LoRA adapters on the SFT model train, and ``model/`` is the adapter folder
+    (``p2o.model.lora``; ``load_model`` reads it); the frozen base is the SFT model, so the in-step
+    reference (TDPO) and the held-out KL run the policy with its adapters disabled, not a second copy.
 
     With ``optim.checkpoint_every > 0`` a killed job rerun with the same arguments resumes from
     ``out_dir/checkpoint.pt`` and ends as an uninterrupted run would. Its fingerprint covers every
@@ -215,8 +242,10 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     ``inference_dtype``, as the reference log-probs were; the policy trains in fp32 weights.
     """
     from p2o.model.evaluate import evaluate_split
-    from p2o.model.loading import freeze_lower, load_model, load_tokenizer, model_source, save_model
+    from p2o.model.loading import (freeze_lower, load_model, load_tokenizer, model_source, save_adapter_model,
+                                   save_model)
     from p2o.model.logps import precision, resolve_autocast
+    from p2o.model.lora import FrozenBase
     from p2o.model.reference import ReferenceLogps
     from p2o.training.compute import compute_record, training_compute
     from p2o.training import parallel
@@ -229,6 +258,10 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     optim = replace(optim, lr=optim.lr * method.lr_scale, autocast=resolve_autocast(optim.autocast, device))
     tokenizer, policy = load_tokenizer(model_dir), load_model(model_dir, device)
     freeze_lower(policy, optim.freeze_layers)
+    params = {"tokenize": asdict(tokenize)}
+    if inference_dtype != "float32":  # fp32 runs keep the fingerprint their checkpoints carry
+        params["inference_dtype"] = inference_dtype
+    peft_model, lora_record = lora_run(policy, lora, params, seed)
     pad_id = pad_id_of(tokenizer)
     splits = [load_split(tokenizer, path, name, tokenize) for name, path in train_splits.items()]
     references = {s.dataset: ReferenceLogps.load(train_refs[s.dataset], s, tokenize, optim.autocast) for s in splits}
@@ -236,9 +269,6 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     evaluating = optim.eval_every > 0 and bool(eval_splits)
     inputs = {"sft_model": model_dir, **{f"split/{name}": path for name, path in train_splits.items()},
               **{f"reference/{name}": path for name, path in train_refs.items()}}
-    params = {"tokenize": asdict(tokenize)}
-    if inference_dtype != "float32":  # fp32 runs keep the fingerprint their checkpoints carry
-        params["inference_dtype"] = inference_dtype
     if evaluating:
         params.update(evaluate=asdict(evaluate or EvalConfig()), eval_datasets=list(eval_splits))
         for name, (split_path, ref_path) in eval_splits.items():
@@ -246,7 +276,10 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     run = Fingerprint(params, input_digests(inputs)).extend(code=[entry_of(train)])
     # the frozen SFT model, loaded once: the exact held-out KL needs its distribution, and so does TDPO's step
     in_step_reference = needs_reference_model(method_inputs(method))
-    reference_model = load_model(model_dir, device, inference_dtype) if evaluating or in_step_reference else None
+    reference_model = None
+    if evaluating or in_step_reference:
+        reference_model = FrozenBase(peft_model) if peft_model is not None else load_model(model_dir, device,
+                                                                                           inference_dtype)
     evaluator = None
     if evaluating:
         evaluate = evaluate or EvalConfig()
@@ -268,10 +301,14 @@ def train(model_dir: PathLike, train_splits: Mapping[str, PathLike], train_refs:
     if parallel.rank() != 0:  # rank 0 alone writes
         return result
     fingerprint = result.pop("fingerprint")
-    save_model(policy, tokenizer, out_dir / "model", model_source(model_dir))
+    if peft_model is not None:  # the adapter folder, on the SFT model
+        save_adapter_model(peft_model, tokenizer, out_dir / "model", model_dir, model_source(model_dir))
+    else:
+        save_model(policy, tokenizer, out_dir / "model", model_source(model_dir))
     summary = {
         "method": method.name, "loss": method.loss, "hparams": method.hparams, "inner_steps": method.inner_steps,
-        "lr_scale": method.lr_scale, "seed": seed, "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
+        "lr_scale": method.lr_scale, **({"lora": lora_record} if lora_record else {}), "seed": seed,
+        "train": asdict(optim), "tokenize": asdict(tokenize), "wall_s": time.time() - start,
         "split_sha256": {name: manifest_sha256(path) for name, path in train_splits.items()}, "final": result,
         "compute": compute_record(training_compute(splits, optim.batch_size, optim.epochs, seed, method), policy),
         "fingerprint": fingerprint, "sources": sources(model_dir, train_splits), "provenance": provenance(device, config),
@@ -294,17 +331,18 @@ def evaluate(policy_dir: PathLike, model_dir: PathLike, targets: Mapping[str, Ev
              autocast: str = "none", inference_dtype: str = "float32") -> dict[str, dict]:
     """Held-out metrics of ``policy_dir`` against the reference model ``model_dir`` on every split of
     ``targets`` (dataset -> ``EvalTarget``), at the precision ``autocast`` the policy trained at, both
-    models' weights in ``inference_dtype``; the models are loaded once. ``run`` (method, seed, ...) and
+    models' weights in ``inference_dtype``; the models are loaded once (a LoRA policy on ``model_dir``:
+    one model, its base the reference, ``load_policy_and_reference``). ``run`` (method, seed, ...) and
     ``config`` are recorded with the metrics."""
     from p2o.data.splits import prompt_key
     from p2o.model.evaluate import evaluate_split
-    from p2o.model.loading import load_model, load_tokenizer
+    from p2o.model.loading import load_policy_and_reference, load_tokenizer
     from p2o.model.logps import precision, resolve_autocast
     from p2o.model.reference import ReferenceLogps
 
     autocast = resolve_autocast(autocast, device)
     tokenizer = load_tokenizer(model_dir)
-    policy, reference_model = load_model(policy_dir, device, inference_dtype), load_model(model_dir, device, inference_dtype)
+    policy, reference_model = load_policy_and_reference(policy_dir, model_dir, device, inference_dtype)
     records = {}
     for dataset, target in targets.items():
         pairs = read_prepared(target.split)

@@ -165,6 +165,10 @@ class Layout:
         """The iteration's (best, worst) pairs by the proxy reward model, a split with a manifest beside it."""
         return _join(self.online_dpo(seed, iteration).dir, "pairs", dataset, "train.jsonl")
 
+    def online_dpo_labels(self, seed, iteration, dataset: str) -> str:
+        """What labelling found and cost (``p2o.stages.online_dpo.label_pairs``), beside the pairs."""
+        return _join(self.online_dpo(seed, iteration).dir, "pairs", dataset, "labels.json")
+
     def online_dpo_reference(self, seed, iteration, dataset: str) -> str:
         return _join(self.online_dpo(seed, iteration).dir, "reference", f"{dataset}.pt")
 

@@ -62,13 +62,31 @@ def label_pairs(samples: Mapping[str, PathLike], proxy_dir: PathLike, tokenize: 
         manifest = {"dataset": dataset, "splits": {Path(out[dataset]).stem: {"n": len(frame), "sha256": split_hash(frame)}},
                     "samples": str(path), "proxy": str(proxy_dir)}
         write_json(Path(out[dataset]).parent / "manifest.json", manifest)
+        chosen_rows, rejected_rows = best.iloc[keep.nonzero()[0]], worst.iloc[keep.nonzero()[0]]
+        pair_tokens = [int((r["prompt_tokens"] + r["n_tokens"]).sum()) for r in (chosen_rows, rejected_rows)]
+        work = {"proxy_tokens": int((rows["prompt_tokens"] + rows["n_tokens"]).sum()),
+                "reference_tokens": sum(pair_tokens),
+                "reference_head_tokens": int(chosen_rows["n_tokens"].sum() + rejected_rows["n_tokens"].sum())}
         record = {"dataset": dataset, "prompts": len(rows) // k, "k": k, "pairs": len(frame),
                   "dropped_no_preference": int(len(rows) // k - len(frame)),
                   "chosen_reward": float(pairs.chosen_reward[pairs.valid].mean()),
                   "rejected_reward": float(pairs.rejected_reward[pairs.valid].mean()),
-                  "mean_reward": float(scores.mean())}
+                  "mean_reward": float(scores.mean()), "compute": {**work, "flops": labelling_flops(judge.model, **work)}}
         write_json(Path(out[dataset]).parent / "labels.json", record)
         print(f"{dataset}: {record['pairs']} pairs of {record['prompts']} prompts (K = {k}); proxy reward best "
               f"{record['chosen_reward']:.3f}, worst {record['rejected_reward']:.3f} -> {out[dataset]}", file=sys.stderr)
         records[dataset] = record
     return records
+
+
+def labelling_flops(proxy, proxy_tokens: int, reference_tokens: int, reference_head_tokens: int) -> float:
+    """FLOPs of labelling (``p2o.training.compute``'s rule, Kaplan et al. 2020): the proxy's forward over every
+    sample, 2·N per token, and the reference's over the pairs' rows, 2·N per token plus 2·d·V per response
+    token; N is the proxy body's non-embedding parameters, which the SFT model's body shares."""
+    import torch
+
+    backbone = proxy.backbone
+    embeddings = {id(p) for m in backbone.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    body = sum(p.numel() for p in backbone.parameters() if id(p) not in embeddings)
+    d, vocab = backbone.config.hidden_size, backbone.config.vocab_size
+    return float(2 * body * (proxy_tokens + reference_tokens) + 2 * d * vocab * reference_head_tokens)

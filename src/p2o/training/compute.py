@@ -115,4 +115,4 @@ def training_compute(splits: Sequence[TokenizedSplit], batch_size: int, epochs: 
 def compute_record(c: Compute, model) -> dict:
     """The counts and the FLOPs estimate, as a training summary records them."""
     body, d_model, vocab = model_size(model)
-    return {**asdict(c), "body_params": body, "flops": c.flops(body, d_model, vocab)}
+    return {**asdict(c), "body_params": body, "d_model": d_model, "vocab": vocab, "flops": c.flops(body, d_model, vocab)}

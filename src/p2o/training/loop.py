@@ -123,12 +123,29 @@ class Optimizer:
         return float(grad_norm), lr, skipped
 
 
+def trained_state(model) -> dict:
+    """What a checkpoint keeps of ``model``: its state dict, less the frozen weights (a LoRA run's base,
+    part of the run's fingerprint as an input file) when some are frozen."""
+    state = model.state_dict()
+    frozen = {name for name, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+    return {k: v for k, v in state.items() if k not in frozen} if frozen else state
+
+
+def load_trained_state(model, state: dict) -> None:
+    """``trained_state`` back into ``model``: every key must be the model's, every missing one frozen."""
+    frozen = {name for name, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+    missing, unexpected = model.load_state_dict(state, strict=not frozen)
+    if unexpected or set(missing) - frozen:
+        raise KeyError(f"checkpoint does not fit the model: unexpected {unexpected[:3]}, "
+                       f"missing trained weights {sorted(set(missing) - frozen)[:3]}")
+
+
 class Checkpoint:
     """Resumable training state, saved every ``every`` optimizer steps at the end of a batch.
 
-    One file holds the model, the optimizer (AdamW moments), the step and skip counters, the
-    number of batches done (the batch order is a function of the seed, so this is the position in
-    the data), the torch RNG state, the log records so far and the run's fingerprint
+    One file holds the model's trained weights (``trained_state``), the optimizer (AdamW moments), the
+    step and skip counters, the number of batches done (the batch order is a function of the seed, so
+    this is the position in the data), the torch RNG state, the log records so far and the run's fingerprint
     (``p2o.training.fingerprint``). Only the newest is kept (it is overwritten atomically); it is
     removed when training ends. Checkpoints fall between batches, so no P²O snapshot is ever pending
     in one.
@@ -167,7 +184,7 @@ class Checkpoint:
         if changed := self.run.differences(state.get("fingerprint")):
             self.set_aside("stale", f"is from another run ({changed})")
             return 0
-        self.model.load_state_dict(state["model"])
+        load_trained_state(self.model, state["model"])
         self.opt.opt.load_state_dict(state["optimizer"])
         self.opt.steps, self.opt.skipped = state["steps"], state["skipped"]
         torch.set_rng_state(state["torch_rng"])
@@ -184,7 +201,7 @@ class Checkpoint:
         if not self.writes:
             self.next = (self.opt.steps // self.every + 1) * self.every
             return
-        state = {"fingerprint": self.record, "model": self.model.state_dict(),
+        state = {"fingerprint": self.record, "model": trained_state(self.model),
                  "optimizer": self.opt.opt.state_dict(), "steps": self.opt.steps, "skipped": self.opt.skipped,
                  "batches_done": batches_done, "torch_rng": torch.get_rng_state(),
                  "records": self.log.records if self.log else []}

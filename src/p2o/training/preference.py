@@ -60,6 +60,7 @@ def train_preference(
     (TDPO's ``seq_kl``): the frozen SFT model, the one the precomputed reference log-probs came from; it
     is put in eval mode with gradients off. If it is None such a method uses a copy of ``model`` taken on
     entry, before any checkpoint is restored, which is right because ``model`` enters as the SFT model.
+    A LoRA policy's reference is its frozen base, ``p2o.model.lora.FrozenBase``: no second copy.
     Every batch checks the in-step reference against the precomputed log-probs (``reference/logp_gap``,
     logged); the reference runs one forward (no gradient) per batch, whatever ``method.inner_steps``.
 
