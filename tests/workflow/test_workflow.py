@@ -162,6 +162,10 @@ def test_reduced_demo_end_to_end_and_partial_rerun(reduced_demo, tmp_path):
         prompts = {part: {json.loads(line)["prompt"] for line in (wd / "results" / "data" / dataset / f"{part}.jsonl")
                           .read_text().splitlines()} for part in ("train", "eval", "gold")}
         assert not prompts["gold"] & (prompts["train"] | prompts["eval"])
+    # the online methods beside the offline ones: the comparison table, with every run's FLOPs
+    online = (generated / "table_online.tex").read_text()
+    assert "RLOO" in online and "Online DPO" in online and "P$^2$O" in online and "FLOPs" in online
+    assert "--" not in online.split("\\midrule")[1]  # every row has every column, its FLOPs included
     judged = json.loads((wd / "results" / "judge" / "p2o" / "seed0" / "uf.json").read_text())["judge"]
     assert judged["name"] == "trained" and set(judged["heldout_accuracy"]) == {"hh", "shp", "uf"}
     assert (generated / "reward_kl.pdf").stat().st_size > 5_000
