@@ -4,7 +4,8 @@
 ``P2O_SHARED_DATA`` if set, else ``<repo>/../shared/data``. It is never copied into the repository;
 tests that need a file from it skip when it is absent (``require_shared``).
 
-``tokenizer``, ``model``, ``setup``: tiny models and splits (``tests/tiny_models.py``), module-scoped.
+``tokenizer``, ``model``, ``setup``: tiny models and splits (``tests/tiny_models.py``), module-scoped; ``workdir``:
+``setup`` on disk.
 
 The whole suite runs offline: the Hugging Face hub is switched off here.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 # the tiny models and splits of tests/tiny_models.py, as fixtures for every test module
-from tiny_models import model, setup, tokenizer  # noqa: E402, F401
+from tiny_models import model, setup, tokenizer, workdir  # noqa: E402, F401
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

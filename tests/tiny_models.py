@@ -1,7 +1,8 @@
 """Tiny models and splits shared by the model, loss and training tests (module-scoped fixtures).
 
 ``tokenizer``/``model``/``split_of``: four hand-written pairs, a 2-layer model (log-prob tests).
-``setup``: a 1-layer model, two 4-pair datasets and their reference log-probs (training tests).
+``setup``: a 1-layer model, two 4-pair datasets and their reference log-probs (training tests);
+``workdir``: the same on disk, for the stages.
 """
 
 from __future__ import annotations
@@ -56,3 +57,25 @@ def setup():
                              rejected[k::2], TokenizeConfig(64, 32)) for k, name in enumerate(["hh", "shp"])]
     refs = {s.dataset: compute_reference_logps(model, s, TokenizeConfig(64, 32), tok.pad_token_id) for s in splits}
     return tok, model, splits, refs
+
+
+@pytest.fixture
+def workdir(setup, tmp_path):
+    """``setup`` on disk, for the stages that read files: an SFT model folder, its two splits as prepared
+    splits and their reference log-probs."""
+    import pandas as pd
+
+    from p2o.io import write_jsonl
+    from p2o.model.loading import save_model
+    from p2o.stages import jobs
+
+    tok, model, splits, _ = setup
+    save_model(model, tok, tmp_path / "sft")
+    for s in splits:
+        rows = pd.DataFrame({"id": s.ids, "dataset": s.dataset, "prompt": [tok.decode(p) for p in s.prompt],
+                             "chosen": [tok.decode(c) for c in s.chosen],
+                             "rejected": [tok.decode(r) for r in s.rejected]})
+        write_jsonl(tmp_path / "data" / f"{s.dataset}.jsonl", rows.to_dict("records"))
+        jobs.reference(tmp_path / "sft", tmp_path / "data" / f"{s.dataset}.jsonl", s.dataset, TokenizeConfig(64, 32),
+                       4, tmp_path / "reference" / f"{s.dataset}.pt")
+    return tmp_path

@@ -122,25 +122,6 @@ def test_devices_without_a_launch_of_that_many_processes_is_refused(eight):
 # ---------------------------------------------------------------- the train job, launched by torchrun
 
 
-@pytest.fixture
-def workdir(setup, tmp_path):
-    """An SFT model folder, two prepared splits of 4 pairs and their reference log-probs, on disk."""
-    import pandas as pd
-
-    from p2o.io import write_jsonl
-    from p2o.model.loading import save_model
-    from p2o.stages import jobs
-
-    tok, model, splits, _ = setup
-    save_model(model, tok, tmp_path / "sft")
-    for s in splits:
-        rows = pd.DataFrame({"id": s.ids, "dataset": s.dataset, "prompt": [tok.decode(p) for p in s.prompt],
-                             "chosen": [tok.decode(c) for c in s.chosen],
-                             "rejected": [tok.decode(r) for r in s.rejected]})
-        write_jsonl(tmp_path / "data" / f"{s.dataset}.jsonl", rows.to_dict("records"))
-        jobs.reference(tmp_path / "sft", tmp_path / "data" / f"{s.dataset}.jsonl", s.dataset, TokenizeConfig(64, 32),
-                       4, tmp_path / "reference" / f"{s.dataset}.pt")
-    return tmp_path
 
 
 def test_a_train_job_on_two_processes_writes_what_one_process_writes(workdir):

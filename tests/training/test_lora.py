@@ -8,12 +8,11 @@ import json
 import os
 from dataclasses import replace
 
-import pandas as pd
 import pytest
 import torch
 
 from p2o.config import ConfigError, EvalConfig, GenerateConfig, LoraConfig, OptimConfig, TokenizeConfig, load_config
-from p2o.io import JsonlLog, read_json, read_jsonl, write_jsonl
+from p2o.io import JsonlLog, read_json, read_jsonl
 from p2o.losses import MethodSpec
 from p2o.model.loading import load_model, load_policy_and_reference, load_tokenizer, save_adapter_model, save_model
 from p2o.model.logps import pair_logps
@@ -156,19 +155,6 @@ def test_default_target_modules_per_family_and_the_head_is_refused(setup):
 # ---------------------------------------------------------------- the stages, on files
 
 
-@pytest.fixture
-def workdir(setup, tmp_path):
-    """An SFT model folder, two prepared splits and their reference log-probs, on disk."""
-    tok, model, splits, _ = setup
-    save_model(model, tok, tmp_path / "sft")
-    for s in splits:
-        rows = pd.DataFrame({"id": s.ids, "dataset": s.dataset, "prompt": [tok.decode(p) for p in s.prompt],
-                             "chosen": [tok.decode(c) for c in s.chosen],
-                             "rejected": [tok.decode(r) for r in s.rejected]})
-        write_jsonl(tmp_path / "data" / f"{s.dataset}.jsonl", rows.to_dict("records"))
-        jobs.reference(tmp_path / "sft", tmp_path / "data" / f"{s.dataset}.jsonl", s.dataset, TOK, 4,
-                       tmp_path / "reference" / f"{s.dataset}.pt")
-    return tmp_path
 
 
 def train_job(workdir, out, optim=OPTIM, method=DPO):

@@ -11,14 +11,12 @@ import copy
 import json
 from dataclasses import replace
 
-import pandas as pd
 import pytest
 import torch
 
 from p2o.config import OptimConfig, TokenizeConfig
-from p2o.io import JsonlLog, read_json, write_jsonl
+from p2o.io import JsonlLog, read_json
 from p2o.losses import MethodSpec
-from p2o.model.loading import save_model
 from p2o.stages import jobs
 from p2o.training import fingerprint
 from p2o.training.fingerprint import Fingerprint, input_digests
@@ -168,19 +166,6 @@ def test_stale_checkpoint_changed_code_or_inputs_is_named():
 # ---------------------------------------------------------------- the train job, on files
 
 
-@pytest.fixture
-def workdir(setup, tmp_path):
-    """An SFT model folder, two prepared splits and their reference log-probs, on disk."""
-    tok, model, splits, _ = setup
-    save_model(model, tok, tmp_path / "sft")
-    for s in splits:
-        rows = pd.DataFrame({"id": s.ids, "dataset": s.dataset, "prompt": [tok.decode(p) for p in s.prompt],
-                             "chosen": [tok.decode(c) for c in s.chosen],
-                             "rejected": [tok.decode(r) for r in s.rejected]})
-        write_jsonl(tmp_path / "data" / f"{s.dataset}.jsonl", rows.to_dict("records"))
-        jobs.reference(tmp_path / "sft", tmp_path / "data" / f"{s.dataset}.jsonl", s.dataset, TokenizeConfig(64, 32),
-                       4, tmp_path / "reference" / f"{s.dataset}.pt")
-    return tmp_path
 
 
 def train_job(workdir, out):
